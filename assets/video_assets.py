@@ -1,0 +1,175 @@
+"""Partitioned assets of one video. Each calls the core in ``bodyscript_pipeline.steps`` and reports
+what it wrote as metadata; files move through the lake, never through an IO manager."""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import pyarrow.compute as pc
+
+from assets.metadata import location, preview
+from assets.partitions import videos_partitions
+from bodyscript_pipeline import steps
+from bodyscript_pipeline.errors import BodyscriptError
+from bodyscript_pipeline.lake import VideoLake
+from bodyscript_pipeline.parquet_io import first_rows
+from resources import PipelineResource
+
+GROUP = "video"
+PROGRESS_PREFIX = "progress:"
+
+source_video = dg.AssetSpec(
+    "source_video",
+    partitions_def=videos_partitions,
+    group_name=GROUP,
+    description="The dropped video object; observed with its URI and version (ETag, or size and mtime).",
+    kinds={"video"},
+)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Expected failures (bad video, missing model) fail the step with their one-line reason and no retry."""
+    try:
+        yield
+    except BodyscriptError as exc:
+        raise dg.Failure(description=str(exc), metadata={"reason": str(exc)}, allow_retries=False) from None
+
+
+def progress_logger(context: dg.AssetExecutionContext, every: int = 10) -> Callable[[int, int], None]:
+    """Logs ``progress: done/total frames`` about ``every`` percent; the CLI draws its bar from these."""
+    last = [-1]
+
+    def report(done: int, total: int) -> None:
+        step = max(1, total * every // 100)
+        if done == total or done // step != last[0]:
+            last[0] = done // step
+            context.log.info(f"{PROGRESS_PREFIX} {done}/{total} frames")
+
+    return report
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    deps=[source_video],
+    group_name=GROUP,
+    code_version="1",
+    kinds={"video", "parquet"},
+    description="Probe of the source video and its frame index (frame, pts, ms); the source copied into the lake.",
+)
+def frames(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+    with user_errors():
+        result = steps.extract_frames(pipeline.lake_uri, context.partition_key)
+    probe = result.probe
+    index = first_rows(result.index_uri, 10)
+    return dg.MaterializeResult(
+        metadata={
+            "uri": location(result.index_uri),
+            "video_uri": location(result.video_uri),
+            "source_uri": result.source_uri,
+            "source_version": result.source_version,
+            "frame_count": probe.frame_count,
+            "dagster/row_count": probe.frame_count,
+            "duration_s": probe.duration_s,
+            "fps": probe.fps,
+            "codec": probe.codec,
+            "width": probe.width,
+            "height": probe.height,
+            "rotation": probe.rotation,
+            "variable_frame_rate": probe.variable_frame_rate,
+            "preview": preview(index.slice(0, 10).to_pylist()),
+        },
+        data_version=dg.DataVersion(result.source_version),
+    )
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    deps=[frames],
+    group_name=GROUP,
+    code_version="1",
+    kinds={"mediapipe", "parquet"},
+    description="MediaPipe PoseLandmarker (VIDEO mode): one row per frame x person x landmark; "
+    "undetected frames are one all-null row.",
+)
+def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+    with user_errors():
+        model = pipeline.model()
+        result = steps.estimate_landmarks(
+            pipeline.lake_uri, context.partition_key, model, progress=progress_logger(context)
+        )
+    sample = first_rows(result.uri, 33 * 8)
+    sample = sample.filter(pc.is_valid(sample["person"]))
+    return dg.MaterializeResult(
+        metadata={
+            "uri": location(result.uri),
+            "dagster/row_count": result.rows,
+            "frames": result.frames,
+            "detected_frames": result.detected_frames,
+            "detection_rate": result.detection_rate,
+            "pose_seconds": result.seconds,
+            "pose_frames_per_s": result.frames_per_s,
+            "model": model.variant,
+            "model_sha256": model.sha256,
+            "preview": preview(sample.slice(0, 33).to_pylist(), limit=33),
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    deps=[landmarks],
+    group_name=GROUP,
+    code_version="1",
+    kinds={"video"},
+    description="The skeleton drawn on every frame: H.264, yuv420p, faststart MP4 with the source's timing, "
+    "and a thumbnail.",
+)
+def overlays(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+    with user_errors():
+        result = steps.render_overlay(
+            pipeline.lake_uri, context.partition_key, pipeline.min_visibility, progress=progress_logger(context)
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "uri": location(result.uri),
+            "thumbnail_uri": location(result.thumbnail_uri),
+            "frames": result.frames,
+            "width": result.width,
+            "height": result.height,
+            "codec": "h264",
+            "encode_seconds": result.seconds,
+        }
+    )
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    deps=[landmarks],
+    group_name=GROUP,
+    code_version="1",
+    kinds={"parquet"},
+    description="Joint angles and angular velocities per frame and person; range of motion per joint; "
+    "the video's summary row.",
+)
+def metrics(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+    with user_errors():
+        result = steps.compute_metrics(pipeline.lake_uri, context.partition_key, pipeline.min_visibility)
+    lake = VideoLake(pipeline.lake_uri, context.partition_key)
+    video = result.video_row
+    return dg.MaterializeResult(
+        metadata={
+            "uri": location(result.frame_metrics_uri),
+            "video_metrics_uri": location(result.video_metrics_uri),
+            "videos_uri": location(lake.table_part("videos")),
+            "dagster/row_count": result.frame_rows,
+            "detection_rate": result.detection_rate,
+            "detected_frames": int(video["detected_frames"]),  # type: ignore[call-overload]
+            "pose_frames_per_s": video["pose_frames_per_s"],
+            "mean_visibility": video["mean_visibility"],
+            "range_of_motion": preview(result.joint_rows, limit=len(result.joint_rows)),
+        }
+    )
+
+
+PROCESS_VIDEO_ASSETS = [frames, landmarks, overlays, metrics]

@@ -1,0 +1,273 @@
+"""The ``bodyscript`` command line.
+
+- ``bodyscript process VIDEO [--json]``: register the video as a partition and materialize its assets
+  through the local Dagster instance, so the run also shows in the UI.
+- ``bodyscript query SQL [--format table|csv|json]``: query the lake's DuckDB views.
+- ``bodyscript model``: fetch the pose model into the cache (``make setup`` runs it) and print its path.
+
+Expected failures print one line on stderr and exit non-zero; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import uuid
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from bodyscript_pipeline import storage
+from bodyscript_pipeline.errors import BodyscriptError
+from bodyscript_pipeline.lake import VideoLake
+from bodyscript_pipeline.settings import Settings
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bodyscript", description="Videos of people in, pose data out.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    process = commands.add_parser("process", help="run the asset graph for one video through Dagster")
+    process.add_argument("video", help="a local path, file:// or s3:// URI of a video")
+    process.add_argument("--json", action="store_true", help="print one JSON object describing the outputs")
+    process.add_argument("--partition", help="partition key to use (default: derived from the file name)")
+    query = commands.add_parser("query", help="run SQL against the lake's views")
+    query.add_argument("sql")
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    commands.add_parser("model", help="fetch the pose model into the cache and print its path")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.command == "process":
+            return _process(settings, args.video, args.partition, as_json=args.json)
+        if args.command == "query":
+            return _query(settings, args.sql, args.format)
+        return _model(settings)
+    except BodyscriptError as exc:
+        print(f"bodyscript: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("bodyscript: interrupted", file=sys.stderr)
+        return 130
+
+
+def _model(settings: Settings) -> int:
+    from bodyscript_pipeline.model import ensure_model
+
+    model = ensure_model(settings)
+    print(model.path)
+    return 0
+
+
+def _source_uri(video: str) -> str:
+    if "://" in video:
+        if not video.startswith(("file://", "s3://")):
+            raise BodyscriptError(f"{video}: only local paths, file:// and s3:// URIs are read")
+        uri = video
+    else:
+        path = Path(video).expanduser().resolve()
+        uri = "file://" + str(path)
+    if not storage.exists(uri):
+        raise BodyscriptError(f"{video}: no such file")
+    return uri
+
+
+def _process(settings: Settings, video: str, partition: str | None, as_json: bool) -> int:
+    from bodyscript_pipeline.dagster_home import ensure_dagster_home
+    from bodyscript_pipeline.partition_keys import partition_key_for
+    from bodyscript_pipeline.sources import register_source
+
+    uri = _source_uri(video)
+    key = partition or partition_key_for(Path(uri).name, identity=uri)
+    ensure_dagster_home(settings)
+    warnings.filterwarnings("ignore")
+
+    import dagster as dg
+
+    from assets.partitions import VIDEOS_PARTITIONS_NAME
+    from assets.video_assets import PROGRESS_PREFIX
+    from bodyscript_pipeline.definitions import PROCESS_VIDEO_JOB, build_definitions
+
+    instance = dg.DagsterInstance.get()
+    instance.add_dynamic_partitions(VIDEOS_PARTITIONS_NAME, [key])
+    record = register_source(settings.lake_uri, key, uri)
+    instance.report_runless_asset_event(
+        dg.AssetObservation(
+            "source_video",
+            partition=key,
+            metadata={"uri": record.uri, "version": record.version},
+            tags={"dagster/data_version": record.version},
+        )
+    )
+    job = build_definitions(settings).resolve_job_def(PROCESS_VIDEO_JOB)
+    run_id = str(uuid.uuid4())
+    native_log = settings.home / "logs" / f"{run_id}.log"
+    show_bar = sys.stderr.isatty()
+    with _stderr_to(native_log) as terminal:
+        bar = _ProgressBar(instance, run_id, PROGRESS_PREFIX, terminal) if show_bar else None
+        if bar:
+            bar.start()
+        try:
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=key,
+                run_id=run_id,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+                tags={"bodyscript/source": "cli"},
+            )
+        finally:
+            if bar:
+                bar.stop()
+    if not result.success:
+        raise BodyscriptError(f"{key}: {_failure_reason(result)} (run {run_id})")
+    summary = _summary(settings, key)
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        out = summary["outputs"]
+        print(f"{key}: {summary['detected_frames']}/{summary['frames']} frames with a pose")
+        for name, location in out.items():
+            print(f"  {name:<13} {location}")
+    return 0
+
+
+@contextmanager
+def _stderr_to(log_path: Path) -> Iterator[TextIO]:
+    """Send file descriptor 2 to ``log_path`` while the run executes: MediaPipe's native code logs there
+    directly. Yields a stream to the real terminal for the progress bar."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with log_path.open("ab") as log:
+        os.dup2(log.fileno(), 2)
+    terminal = os.fdopen(os.dup(saved), "w")
+    try:
+        yield terminal
+    finally:
+        terminal.close()
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _failure_reason(result: Any) -> str:
+    """The first failed step and its one-line reason: the user-facing description of an expected
+    failure, else the innermost exception's first line."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            user = event.step_failure_data.user_failure_data
+            if user is not None and user.description:
+                return f"{event.step_key}: {user.description}"
+            error = event.step_failure_data.error
+            while error is not None and error.cause is not None:
+                error = error.cause
+            message = (error.message if error else "failed").strip().splitlines()[0]
+            return f"{event.step_key}: {message}"
+    return "run failed"
+
+
+def _summary(settings: Settings, key: str) -> dict[str, Any]:
+    from bodyscript_pipeline.parquet_io import read_table
+
+    lake = VideoLake(settings.lake_uri, key)
+    video = read_table(lake.table_part("videos")).to_pylist()[0]
+    return {
+        "partition": key,
+        "frames": video["frame_count"],
+        "detected_frames": video["detected_frames"],
+        "outputs": {
+            "frames": lake.frame_index,
+            "landmarks": lake.table_part("landmarks"),
+            "overlay": lake.overlay,
+            "metrics": lake.table_part("frame_metrics"),
+            "video_metrics": lake.table_part("video_metrics"),
+            "thumbnail": lake.thumbnail,
+        },
+    }
+
+
+class _ProgressBar:
+    """Draws the run's progress on the terminal from the step and progress events of the event log."""
+
+    STEPS = ("frames", "landmarks", "overlays", "metrics")
+
+    def __init__(self, instance: Any, run_id: str, prefix: str, out: TextIO) -> None:
+        self._out = out
+        self._instance = instance
+        self._run_id = run_id
+        self._prefix = prefix
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._refresh()
+        self._out.write("\n")
+        self._out.flush()
+
+    def _loop(self) -> None:
+        while not self._done.wait(0.5):
+            self._refresh()
+
+    def _refresh(self) -> None:
+        try:
+            self._draw(self._instance.all_logs(self._run_id))
+        except Exception:
+            return
+
+    def _draw(self, events: list[Any]) -> None:
+        finished: set[str] = set()
+        current, fraction = "", 0.0
+        for event in events:
+            step = event.step_key or ""
+            if event.is_dagster_event and event.dagster_event.is_step_success:
+                finished.add(step)
+            elif event.is_dagster_event and event.dagster_event.is_step_start:
+                current, fraction = step, 0.0
+            elif event.user_message.startswith(self._prefix):
+                done, total = event.user_message[len(self._prefix) :].split()[0].split("/")
+                current, fraction = step, int(done) / max(1, int(total))
+        total = len(self.STEPS)
+        progress = (len(finished) + (fraction if current not in finished else 0.0)) / total
+        width = 30
+        filled = int(progress * width)
+        label = current if current and current not in finished else ("done" if len(finished) == total else "")
+        self._out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {progress:5.0%} {label:<10}")
+        self._out.flush()
+
+
+def _query(settings: Settings, sql: str, fmt: str) -> int:
+    import duckdb
+
+    from bodyscript_pipeline.analytics import connect
+
+    try:
+        frame = connect(settings.lake_uri).sql(sql).pl()
+    except duckdb.Error as exc:
+        raise BodyscriptError(str(exc).splitlines()[0]) from None
+    if fmt == "csv":
+        sys.stdout.write(frame.write_csv())
+    elif fmt == "json":
+        sys.stdout.write(json.dumps(frame.to_dicts(), default=str) + "\n")
+    else:
+        import polars as pl
+
+        with pl.Config(tbl_rows=50, tbl_cols=-1, fmt_str_lengths=60):
+            print(frame)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""Where each table and file of one video lives in the lake (Hive-style, one folder per video).
+
+```
+<lake>/sources/video=<partition>/source.json          the source object's URI and version
+<lake>/videos/video=<partition>/part-0.parquet        probe data, source, version, summary
+<lake>/frames/video=<partition>/index.parquet         frame index: index, pts, timestamp_ms
+<lake>/frames/video=<partition>/probe.json            probe of the source
+<lake>/frames/video=<partition>/source<ext>           the source's bytes, as decoded by every step
+<lake>/landmarks/video=<partition>/part-0.parquet     frame x person x landmark
+<lake>/frame_metrics/video=<partition>/part-0.parquet frame x person: angles, velocities
+<lake>/video_metrics/video=<partition>/part-0.parquet video x joint: range of motion
+<lake>/overlays/video=<partition>/overlay.mp4, thumbnail.jpg
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bodyscript_pipeline.storage import join
+
+TABLES = ("videos", "frames", "landmarks", "frame_metrics", "video_metrics")
+
+
+@dataclass(frozen=True)
+class VideoLake:
+    """The lake locations of one video partition."""
+
+    lake_uri: str
+    partition: str
+
+    def folder(self, table: str) -> str:
+        return join(self.lake_uri, table, f"video={self.partition}")
+
+    @property
+    def source_record(self) -> str:
+        return join(self.folder("sources"), "source.json")
+
+    @property
+    def frame_index(self) -> str:
+        return join(self.folder("frames"), "index.parquet")
+
+    @property
+    def probe(self) -> str:
+        return join(self.folder("frames"), "probe.json")
+
+    def source_copy(self, suffix: str) -> str:
+        return join(self.folder("frames"), f"source{suffix or '.mp4'}")
+
+    def table_part(self, table: str) -> str:
+        return join(self.folder(table), "part-0.parquet")
+
+    @property
+    def overlay(self) -> str:
+        return join(self.folder("overlays"), "overlay.mp4")
+
+    @property
+    def thumbnail(self) -> str:
+        return join(self.folder("overlays"), "thumbnail.jpg")

@@ -1,0 +1,154 @@
+"""Joint angles, angular velocities and per-video summaries from the ``landmarks`` table.
+
+Conventions are defined in :mod:`bodyscript_pipeline.joints`. Angles are computed in pixel space
+(normalized coordinates scaled by the upright frame's width and height).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from bodyscript_pipeline.joints import JOINT_NAMES, JOINTS, angle_column, velocity_column
+from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
+from bodyscript_pipeline.schemas import FRAME_METRICS, VIDEO_METRICS
+
+
+def interior_angle_deg(a: np.ndarray, vertex: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Angle at ``vertex`` between rays to ``a`` and ``c`` (arrays of shape (n, 2)), in [0, 180] degrees."""
+    u = a - vertex
+    v = c - vertex
+    cross = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+    dot = (u * v).sum(axis=1)
+    angle = np.degrees(np.arctan2(np.abs(cross), dot))
+    degenerate = (np.hypot(u[:, 0], u[:, 1]) == 0) | (np.hypot(v[:, 0], v[:, 1]) == 0)
+    return np.where(degenerate, np.nan, angle)
+
+
+def joint_angles(xy_pixels: np.ndarray, visibility: np.ndarray, min_visibility: float) -> dict[str, np.ndarray]:
+    """Angles of every joint for ``n`` poses: ``xy_pixels`` (n, 33, 2), ``visibility`` (n, 33).
+
+    An angle is NaN where any of its three landmarks is less visible than ``min_visibility``.
+    """
+    angles: dict[str, np.ndarray] = {}
+    for joint in JOINTS:
+        interior = interior_angle_deg(xy_pixels[:, joint.a], xy_pixels[:, joint.vertex], xy_pixels[:, joint.c])
+        seen = (visibility[:, [joint.a, joint.vertex, joint.c]] >= min_visibility).all(axis=1)
+        angles[joint.name] = np.where(seen, joint.from_interior(interior), np.nan)
+    return angles
+
+
+def angular_velocity(frame_index: np.ndarray, timestamp_ms: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Degrees per second for one person's frames in order: central difference across adjacent frames
+    where both neighbours have an angle, one-sided at ends and gaps, NaN when no neighbour has one."""
+    n = len(angle)
+    out = np.full(n, np.nan)
+    if n < 2:
+        return out
+    fi = frame_index.astype(np.int64)
+    t = timestamp_ms.astype(np.float64)
+    ok = np.isfinite(angle)
+    link = (np.diff(fi) == 1) & ok[1:] & ok[:-1] & (np.diff(t) > 0)
+    slope = np.full(n - 1, np.nan)
+    slope[link] = (angle[1:][link] - angle[:-1][link]) / (t[1:][link] - t[:-1][link]) * 1000.0
+    has_prev = np.concatenate([[False], link])
+    has_next = np.concatenate([link, [False]])
+    both = has_prev & has_next
+    idx = np.flatnonzero(both)
+    out[idx] = (angle[idx + 1] - angle[idx - 1]) / (t[idx + 1] - t[idx - 1]) * 1000.0
+    only_prev = has_prev & ~has_next
+    out[only_prev] = slope[np.flatnonzero(only_prev) - 1]
+    only_next = has_next & ~has_prev
+    out[only_next] = slope[np.flatnonzero(only_next)]
+    return out
+
+
+@dataclass(frozen=True)
+class DetectionSummary:
+    frames: int
+    detected_frames: int
+    mean_visibility: float | None
+    p10_visibility: float | None
+
+    @property
+    def detection_rate(self) -> float:
+        return self.detected_frames / self.frames if self.frames else 0.0
+
+
+def detection_summary(landmarks: pa.Table) -> DetectionSummary:
+    frames = pc.count_distinct(landmarks["frame_index"]).as_py()
+    detected = landmarks.filter(pc.is_valid(landmarks["person"]))
+    detected_frames = pc.count_distinct(detected["frame_index"]).as_py() if detected.num_rows else 0
+    vis = detected["visibility"].to_numpy(zero_copy_only=False) if detected.num_rows else np.empty(0)
+    return DetectionSummary(
+        frames=frames,
+        detected_frames=detected_frames,
+        mean_visibility=float(vis.mean()) if len(vis) else None,
+        p10_visibility=float(np.quantile(vis, 0.1)) if len(vis) else None,
+    )
+
+
+def frame_metrics(landmarks: pa.Table, width: int, height: int, min_visibility: float) -> pa.Table:
+    """The ``frame_metrics`` table: one row per frame and detected person."""
+    detected = landmarks.filter(pc.is_valid(landmarks["person"])).sort_by(
+        [("person", "ascending"), ("frame_index", "ascending"), ("landmark_id", "ascending")]
+    )
+    poses = detected.num_rows // NUM_LANDMARKS
+    if poses * NUM_LANDMARKS != detected.num_rows:
+        raise ValueError("landmarks table has a detected pose without all 33 landmarks")
+
+    def column(name: str) -> np.ndarray:
+        return detected[name].to_numpy(zero_copy_only=False).reshape(poses, NUM_LANDMARKS)
+
+    xy = np.stack([column("x") * width, column("y") * height], axis=-1).astype(np.float64)
+    angles = joint_angles(xy, column("visibility"), min_visibility)
+    frame_index = column("frame_index")[:, 0].astype(np.int64)
+    timestamp_ms = column("timestamp_ms")[:, 0].astype(np.int64)
+    person = column("person")[:, 0].astype(np.int64)
+
+    velocities = {name: np.full(poses, np.nan) for name in JOINT_NAMES}
+    for p in np.unique(person):
+        rows = np.flatnonzero(person == p)
+        for name in JOINT_NAMES:
+            velocities[name][rows] = angular_velocity(frame_index[rows], timestamp_ms[rows], angles[name][rows])
+
+    data: dict[str, pa.Array] = {
+        "frame_index": pa.array(frame_index, pa.uint32()),
+        "timestamp_ms": pa.array(timestamp_ms, pa.int64()),
+        "person": pa.array(person, pa.uint8()),
+    }
+    for name in JOINT_NAMES:
+        data[angle_column(name)] = _float32(angles[name])
+    for name in JOINT_NAMES:
+        data[velocity_column(name)] = _float32(velocities[name])
+    table = pa.table(data, schema=FRAME_METRICS)
+    return table.sort_by([("frame_index", "ascending"), ("person", "ascending")])
+
+
+def video_metrics(frames: pa.Table) -> pa.Table:
+    """The ``video_metrics`` table: per person and joint, range of motion over the video."""
+    rows: dict[str, list[object]] = {field.name: [] for field in VIDEO_METRICS}
+    person = frames["person"].to_numpy(zero_copy_only=False)
+    for p in np.unique(person):
+        mine = person == p
+        for name in JOINT_NAMES:
+            angle = frames[angle_column(name)].to_numpy(zero_copy_only=False)[mine].astype(np.float64)
+            velocity = frames[velocity_column(name)].to_numpy(zero_copy_only=False)[mine].astype(np.float64)
+            angle = angle[np.isfinite(angle)]
+            velocity = velocity[np.isfinite(velocity)]
+            rows["person"].append(int(p))
+            rows["joint"].append(name)
+            rows["valid_frames"].append(len(angle))
+            rows["min_deg"].append(float(angle.min()) if len(angle) else None)
+            rows["max_deg"].append(float(angle.max()) if len(angle) else None)
+            rows["range_of_motion_deg"].append(float(angle.max() - angle.min()) if len(angle) else None)
+            rows["mean_deg"].append(float(angle.mean()) if len(angle) else None)
+            rows["max_abs_velocity_deg_s"].append(float(np.abs(velocity).max()) if len(velocity) else None)
+    return pa.table(rows, schema=VIDEO_METRICS)
+
+
+def _float32(values: np.ndarray) -> pa.Array:
+    return pa.array(values.astype(np.float32), pa.float32(), mask=~np.isfinite(values))

@@ -1,0 +1,82 @@
+"""Fetch the pose model into the cache under ``BODYSCRIPT_HOME`` on first use, and check its SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from bodyscript_pipeline.errors import ModelError
+from bodyscript_pipeline.model_catalog import MODEL_VARIANTS
+from bodyscript_pipeline.settings import Settings
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    variant: str
+    path: Path
+    sha256: str
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def ensure_model(settings: Settings) -> ModelFile:
+    """Return the cached model, fetching it from ``settings.model_source`` when missing or corrupt.
+
+    The cache file is only ever replaced by a fully downloaded file whose hash matched, so a
+    concurrent reader never sees a partial model.
+    """
+    spec = MODEL_VARIANTS[settings.model_variant]
+    target = settings.model_cache_dir / spec.filename
+    if target.is_file() and sha256_of(target) == settings.model_sha256:
+        return ModelFile(spec.variant, target, settings.model_sha256)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.filename}.", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _copy_source(settings.model_source, out)
+        actual = sha256_of(tmp)
+        if actual != settings.model_sha256:
+            raise ModelError(
+                f"pose model from {settings.model_source} has SHA-256 {actual}, expected "
+                f"{settings.model_sha256} ({spec.variant}); set BODYSCRIPT_MODEL_SOURCE to the official file"
+            )
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ModelFile(spec.variant, target, actual)
+
+
+def _copy_source(source: str, out: object) -> None:
+    parsed = urlparse(source)
+    try:
+        if parsed.scheme in ("http", "https"):
+            with urllib.request.urlopen(source, timeout=60) as response:  # noqa: S310 - scheme checked
+                shutil.copyfileobj(response, out)
+        elif parsed.scheme in ("", "file"):
+            local = Path(parsed.path if parsed.scheme else source).expanduser()
+            with local.open("rb") as handle:
+                shutil.copyfileobj(handle, out)
+        else:
+            raise ModelError(f"BODYSCRIPT_MODEL_SOURCE={source!r}: only paths, file://, http:// and https:// work")
+    except (OSError, urllib.error.URLError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or exc
+        raise ModelError(
+            f"cannot fetch the pose model from {source}: {reason}; set BODYSCRIPT_MODEL_SOURCE to a "
+            "reachable path or URL of the model file"
+        ) from None

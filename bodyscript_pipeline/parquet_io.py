@@ -1,0 +1,81 @@
+"""Streaming Parquet writes and reads for the lake's tables, always through their one schema."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bodyscript_pipeline import storage
+from bodyscript_pipeline.schemas import with_table_metadata
+
+ROW_GROUP_ROWS = 256 * 1024
+
+
+class TableWriter:
+    """Appends record batches of one table to a Parquet file in bounded row groups."""
+
+    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema) -> None:
+        self._writer = writer
+        self.schema = schema
+        self.rows = 0
+
+    def write_columns(self, columns: dict[str, Any]) -> None:
+        batch = pa.RecordBatch.from_pydict(columns, schema=self.schema)
+        self.write_batch(batch)
+
+    def add_metadata(self, metadata: dict[str, str]) -> None:
+        """Key-value metadata known only once the rows are written (timings, counts)."""
+        self._writer.add_key_value_metadata(metadata)
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self._writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+            self.rows += batch.num_rows
+
+
+@contextmanager
+def table_writer(table: str, uri: str, extra_metadata: dict[str, str] | None = None) -> Iterator[TableWriter]:
+    """Write one table's file; it appears at ``uri`` only once complete."""
+    schema = with_table_metadata(table, extra_metadata)
+    with storage.staged_output(uri) as local:
+        writer = pq.ParquetWriter(local, schema, compression="zstd", compression_level=3)
+        try:
+            yield TableWriter(writer, schema)
+        finally:
+            writer.close()
+
+
+def write_table(table: str, uri: str, data: pa.Table, extra_metadata: dict[str, str] | None = None) -> int:
+    with table_writer(table, uri, extra_metadata) as out:
+        for batch in data.cast(out.schema).to_batches(max_chunksize=ROW_GROUP_ROWS):
+            out.write_batch(batch)
+        return out.rows
+
+
+def read_table(uri: str, columns: list[str] | None = None) -> pa.Table:
+    with storage.local_copy(uri) as local:
+        return pq.read_table(local, columns=columns)
+
+
+def iter_batches(
+    uri: str, columns: Iterable[str] | None = None, batch_size: int = 64 * 1024
+) -> Iterator[pa.RecordBatch]:
+    with storage.local_copy(uri) as local:
+        yield from pq.ParquetFile(local).iter_batches(batch_size=batch_size, columns=list(columns or []) or None)
+
+
+def first_rows(uri: str, rows: int) -> pa.Table:
+    """The first ``rows`` rows of a file (for previews), without reading the rest."""
+    for batch in iter_batches(uri, batch_size=rows):
+        return pa.Table.from_batches([batch])
+    return read_table(uri).slice(0, 0)
+
+
+def file_metadata(uri: str) -> dict[str, str]:
+    with storage.local_copy(uri) as local:
+        meta = pq.read_metadata(local).metadata or {}
+    return {k.decode(): v.decode() for k, v in meta.items()}

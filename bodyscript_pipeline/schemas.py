@@ -1,0 +1,105 @@
+"""The Parquet schemas of the lake, defined once and used by writers, readers and tests.
+
+Every file carries ``bodyscript.schema_version`` and ``bodyscript.table`` in its key-value metadata.
+Rows of a video's tables do not repeat the video: the Hive folder ``video=<partition>`` carries it.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from bodyscript_pipeline.joints import JOINT_NAMES, angle_column, velocity_column
+
+SCHEMA_VERSION = 1
+
+FRAMES = pa.schema(
+    [
+        pa.field("frame_index", pa.uint32(), nullable=False),
+        pa.field("pts", pa.int64(), nullable=False),
+        pa.field("timestamp_ms", pa.int64(), nullable=False),
+        pa.field("keyframe", pa.bool_(), nullable=False),
+    ]
+)
+
+# One row per frame x person x landmark. A frame with no detection has exactly one row whose
+# person, landmark and coordinates are null, so frame counts never lose undetected frames.
+LANDMARKS = pa.schema(
+    [
+        pa.field("frame_index", pa.uint32(), nullable=False),
+        pa.field("timestamp_ms", pa.int64(), nullable=False),
+        pa.field("person", pa.uint8()),
+        pa.field("landmark_id", pa.uint8()),
+        pa.field("landmark", pa.dictionary(pa.int8(), pa.string())),
+        pa.field("x", pa.float32()),
+        pa.field("y", pa.float32()),
+        pa.field("z", pa.float32()),
+        pa.field("visibility", pa.float32()),
+        pa.field("presence", pa.float32()),
+        pa.field("world_x", pa.float32()),
+        pa.field("world_y", pa.float32()),
+        pa.field("world_z", pa.float32()),
+    ]
+)
+
+# One row per frame x detected person; angles in degrees, velocities in degrees per second.
+FRAME_METRICS = pa.schema(
+    [
+        pa.field("frame_index", pa.uint32(), nullable=False),
+        pa.field("timestamp_ms", pa.int64(), nullable=False),
+        pa.field("person", pa.uint8(), nullable=False),
+        *(pa.field(angle_column(j), pa.float32()) for j in JOINT_NAMES),
+        *(pa.field(velocity_column(j), pa.float32()) for j in JOINT_NAMES),
+    ]
+)
+
+# One row per joint (and person) of a video: range of motion and how much of the video measured it.
+VIDEO_METRICS = pa.schema(
+    [
+        pa.field("person", pa.uint8(), nullable=False),
+        pa.field("joint", pa.string(), nullable=False),
+        pa.field("valid_frames", pa.uint32(), nullable=False),
+        pa.field("min_deg", pa.float32()),
+        pa.field("max_deg", pa.float32()),
+        pa.field("range_of_motion_deg", pa.float32()),
+        pa.field("mean_deg", pa.float32()),
+        pa.field("max_abs_velocity_deg_s", pa.float32()),
+    ]
+)
+
+# One row per processed video: where it came from, what it is, and how well it was measured.
+VIDEOS = pa.schema(
+    [
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("source_version", pa.string(), nullable=False),
+        pa.field("codec", pa.string(), nullable=False),
+        pa.field("width", pa.uint32(), nullable=False),
+        pa.field("height", pa.uint32(), nullable=False),
+        pa.field("rotation", pa.int16(), nullable=False),
+        pa.field("fps", pa.float64(), nullable=False),
+        pa.field("duration_s", pa.float64(), nullable=False),
+        pa.field("frame_count", pa.uint32(), nullable=False),
+        pa.field("variable_frame_rate", pa.bool_(), nullable=False),
+        pa.field("detected_frames", pa.uint32(), nullable=False),
+        pa.field("detection_rate", pa.float64(), nullable=False),
+        pa.field("mean_visibility", pa.float32()),
+        pa.field("p10_visibility", pa.float32()),
+        pa.field("pose_frames_per_s", pa.float64()),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("model_sha256", pa.string(), nullable=False),
+        pa.field("processed_at_ms", pa.int64(), nullable=False),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "frames": FRAMES,
+    "landmarks": LANDMARKS,
+    "frame_metrics": FRAME_METRICS,
+    "video_metrics": VIDEO_METRICS,
+    "videos": VIDEOS,
+}
+
+
+def with_table_metadata(table: str, extra: dict[str, str] | None = None) -> pa.Schema:
+    """The table's schema with the key-value metadata every file of it carries."""
+    meta = {"bodyscript.table": table, "bodyscript.schema_version": str(SCHEMA_VERSION), **(extra or {})}
+    return SCHEMAS[table].with_metadata({k.encode(): v.encode() for k, v in meta.items()})

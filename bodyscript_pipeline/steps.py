@@ -1,0 +1,271 @@
+"""The work of each asset, free of Dagster: read inputs from the lake by path rules, write outputs there.
+
+Heavy data (video, frames, landmarks) is streamed between storage and local temp files; only small
+results (counts, URIs, timings) are returned to the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import cv2
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from bodyscript_pipeline import storage
+from bodyscript_pipeline.drawing import draw_skeletons
+from bodyscript_pipeline.lake import VideoLake
+from bodyscript_pipeline.metrics import detection_summary, frame_metrics, video_metrics
+from bodyscript_pipeline.model import ModelFile
+from bodyscript_pipeline.parquet_io import file_metadata, iter_batches, read_table, table_writer, write_table
+from bodyscript_pipeline.pose import PoseEstimator, merge_columns, result_columns
+from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
+from bodyscript_pipeline.sources import load_source
+from bodyscript_pipeline.video_io import FrameIndex, H264Writer, Probe, iter_frames, probe_video
+
+Progress = Callable[[int, int], None]
+POSE_BATCH_FRAMES = 256
+
+
+def _no_progress(done: int, total: int) -> None:
+    return None
+
+
+def load_probe(lake: VideoLake) -> Probe:
+    return Probe.from_json(storage.read_bytes(lake.probe).decode())
+
+
+def load_frame_index(lake: VideoLake) -> FrameIndex:
+    table = read_table(lake.frame_index, columns=["pts", "keyframe"])
+    return FrameIndex(table["pts"].to_pylist(), table["keyframe"].to_pylist())
+
+
+def source_copy_uri(lake: VideoLake, source_uri: str) -> str:
+    return lake.source_copy(PurePosixPath(source_uri).suffix.lower())
+
+
+@dataclass(frozen=True)
+class FramesResult:
+    probe: Probe
+    source_uri: str
+    source_version: str
+    index_uri: str
+    video_uri: str
+
+
+def extract_frames(lake_uri: str, partition: str) -> FramesResult:
+    """Probe the source, copy it into the lake, and write the frame index every later step reads by."""
+    lake = VideoLake(lake_uri, partition)
+    source = load_source(lake_uri, partition)
+    video_uri = source_copy_uri(lake, source.uri)
+    with storage.local_copy(source.uri) as local:
+        probe, index = probe_video(local)
+        storage.put_file(local, video_uri)
+    timestamps = [probe.timestamp_ms(p) for p in index.pts]
+    frames = pa.table(
+        {
+            "frame_index": pa.array(range(len(index)), pa.uint32()),
+            "pts": pa.array(index.pts, pa.int64()),
+            "timestamp_ms": pa.array(timestamps, pa.int64()),
+            "keyframe": pa.array(index.keyframe, pa.bool_()),
+        }
+    )
+    write_table("frames", lake.frame_index, frames, {"bodyscript.video_uri": video_uri})
+    storage.write_bytes(lake.probe, probe.to_json().encode())
+    return FramesResult(probe, source.uri, source.version, lake.frame_index, video_uri)
+
+
+def _frame_video_uri(lake: VideoLake) -> str:
+    return file_metadata(lake.frame_index)["bodyscript.video_uri"]
+
+
+@dataclass(frozen=True)
+class LandmarksResult:
+    uri: str
+    rows: int
+    frames: int
+    detected_frames: int
+    seconds: float
+
+    @property
+    def detection_rate(self) -> float:
+        return self.detected_frames / self.frames if self.frames else 0.0
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+
+def estimate_landmarks(
+    lake_uri: str, partition: str, model: ModelFile, progress: Progress = _no_progress
+) -> LandmarksResult:
+    """Run the pose model on every frame, in order, streaming rows to Parquet in bounded batches."""
+    lake = VideoLake(lake_uri, partition)
+    probe = load_probe(lake)
+    index = load_frame_index(lake)
+    uri = lake.table_part("landmarks")
+    started = time.perf_counter()
+    frames = detected = 0
+    meta = {"bodyscript.model": model.variant, "bodyscript.model_sha256": model.sha256}
+    with storage.local_copy(_frame_video_uri(lake)) as video, table_writer("landmarks", uri, meta) as out:
+        with PoseEstimator(model.path) as estimator:
+            parts: list[dict[str, list[object]]] = []
+            for frame_index, pts, image in iter_frames(video, probe, index):
+                timestamp_ms = probe.timestamp_ms(pts)
+                result = estimator.detect(image, timestamp_ms)
+                detected += bool(result.pose_landmarks)
+                parts.append(result_columns(frame_index, timestamp_ms, result))
+                frames += 1
+                if len(parts) == POSE_BATCH_FRAMES:
+                    out.write_columns(merge_columns(parts))
+                    parts = []
+                    progress(frames, len(index))
+            out.write_columns(merge_columns(parts))
+            progress(frames, len(index))
+        seconds = time.perf_counter() - started
+        out.add_metadata({"bodyscript.pose_seconds": f"{seconds:.6f}", "bodyscript.frames": str(frames)})
+        rows = out.rows
+    return LandmarksResult(uri, rows, frames, detected, seconds)
+
+
+def _poses_by_frame(landmarks_uri: str) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame_index, array (persons, 33, 3) of x, y, visibility) for frames with detections, in order."""
+    columns = ["frame_index", "person", "x", "y", "visibility"]
+    for batch in iter_batches(landmarks_uri, columns, batch_size=NUM_LANDMARKS * 2048):
+        table = pa.Table.from_batches([batch]).filter(pc.is_valid(batch["person"]))
+        if not table.num_rows:
+            continue
+        frame = table["frame_index"].to_numpy()
+        values = np.stack([table[c].to_numpy(zero_copy_only=False) for c in ("x", "y", "visibility")], axis=-1)
+        starts = np.flatnonzero(np.r_[True, frame[1:] != frame[:-1]])
+        ends = np.r_[starts[1:], len(frame)]
+        for s, e in zip(starts, ends, strict=True):
+            yield int(frame[s]), values[s:e].reshape(-1, NUM_LANDMARKS, 3)
+
+
+@dataclass(frozen=True)
+class OverlayResult:
+    uri: str
+    thumbnail_uri: str
+    frames: int
+    width: int
+    height: int
+    seconds: float
+
+
+def render_overlay(
+    lake_uri: str, partition: str, min_visibility: float, progress: Progress = _no_progress
+) -> OverlayResult:
+    """Draw the skeletons on every source frame and encode a browser-ready MP4 plus a thumbnail."""
+    lake = VideoLake(lake_uri, partition)
+    probe = load_probe(lake)
+    index = load_frame_index(lake)
+    started = time.perf_counter()
+    thumbnail_at = len(index) // 2
+    thumbnail: np.ndarray | None = None
+    poses = _poses_by_frame(lake.table_part("landmarks"))
+    pending = next(poses, None)
+    empty = np.empty((0, NUM_LANDMARKS, 3), dtype=np.float32)
+    with (
+        storage.local_copy(_frame_video_uri(lake)) as video,
+        storage.staged_output(lake.overlay) as out_path,
+        H264Writer(out_path, probe.width, probe.height, probe.time_base, probe.fps) as writer,
+    ):
+        for i, pts, image in iter_frames(video, probe, index):
+            people = empty
+            while pending is not None and pending[0] <= i:
+                if pending[0] == i:
+                    people = pending[1]
+                pending = next(poses, None)
+            draw_skeletons(image, people, min_visibility)
+            writer.write(image, pts - probe.start_pts)
+            if i == thumbnail_at:
+                thumbnail = image
+            if i % 64 == 0:
+                progress(i, len(index))
+        frames_written = writer.frames
+        size = (writer.width, writer.height)
+    if thumbnail is not None:
+        _write_thumbnail(lake.thumbnail, thumbnail)
+    progress(len(index), len(index))
+    return OverlayResult(lake.overlay, lake.thumbnail, frames_written, *size, time.perf_counter() - started)
+
+
+def _write_thumbnail(uri: str, image: np.ndarray, max_side: int = 480) -> None:
+    scale = max_side / max(image.shape[:2])
+    if scale < 1:
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+    if not ok:
+        raise RuntimeError("thumbnail could not be encoded")
+    storage.write_bytes(uri, encoded.tobytes())
+
+
+@dataclass(frozen=True)
+class MetricsResult:
+    frame_metrics_uri: str
+    video_metrics_uri: str
+    videos_uri: str
+    frame_rows: int
+    detection_rate: float
+    video_row: dict[str, object]
+    joint_rows: list[dict[str, object]]
+
+
+def compute_metrics(lake_uri: str, partition: str, min_visibility: float) -> MetricsResult:
+    """Angles and velocities per frame, range of motion per joint, and the video's summary row."""
+    lake = VideoLake(lake_uri, partition)
+    probe = load_probe(lake)
+    landmarks_uri = lake.table_part("landmarks")
+    landmarks = read_table(landmarks_uri)
+    meta = file_metadata(landmarks_uri)
+    per_frame = frame_metrics(landmarks, probe.width, probe.height, min_visibility)
+    per_joint = video_metrics(per_frame)
+    summary = detection_summary(landmarks)
+    pose_seconds = float(meta.get("bodyscript.pose_seconds", "0"))
+    source = load_source(lake_uri, partition)
+    video_row: dict[str, object] = {
+        "source_uri": source.uri,
+        "source_version": source.version,
+        "codec": probe.codec,
+        "width": probe.width,
+        "height": probe.height,
+        "rotation": probe.rotation,
+        "fps": probe.fps,
+        "duration_s": probe.duration_s,
+        "frame_count": probe.frame_count,
+        "variable_frame_rate": probe.variable_frame_rate,
+        "detected_frames": summary.detected_frames,
+        "detection_rate": summary.detection_rate,
+        "mean_visibility": summary.mean_visibility,
+        "p10_visibility": summary.p10_visibility,
+        "pose_frames_per_s": summary.frames / pose_seconds if pose_seconds else None,
+        "model": meta.get("bodyscript.model", ""),
+        "model_sha256": meta.get("bodyscript.model_sha256", ""),
+        "processed_at_ms": int(time.time() * 1000),
+    }
+    write_table("frame_metrics", lake.table_part("frame_metrics"), per_frame)
+    write_table("video_metrics", lake.table_part("video_metrics"), per_joint)
+    write_table("videos", lake.table_part("videos"), pa.Table.from_pylist([video_row]))
+    return MetricsResult(
+        lake.table_part("frame_metrics"),
+        lake.table_part("video_metrics"),
+        lake.table_part("videos"),
+        per_frame.num_rows,
+        summary.detection_rate,
+        video_row,
+        per_joint.to_pylist(),
+    )
+
+
+def probe_summary(probe: Probe) -> dict[str, object]:
+    return json.loads(probe.to_json())
+
+
+def local_or_uri(uri: str) -> str | Path:
+    return storage.local_path(uri) or uri

@@ -1,0 +1,231 @@
+"""Video probing, exact frame reading and browser-ready H.264 encoding, with PyAV.
+
+Frames are identified by their presentation timestamp (pts), never by seeking arithmetic: the frame
+index maps each frame number to its pts, so any range can be read exactly, whatever the frame rate.
+Rotation metadata (the display matrix) is applied on read, so every downstream step sees upright frames.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from bodyscript_pipeline.errors import VideoError
+
+# Variable frame rate: frame intervals that differ from the median by more than this fraction.
+VFR_TOLERANCE = 0.1
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a video is. ``width``/``height`` are upright (after rotation); ``rotation`` is counter-clockwise."""
+
+    container: str
+    codec: str
+    width: int
+    height: int
+    coded_width: int
+    coded_height: int
+    rotation: int
+    fps: float
+    duration_s: float
+    frame_count: int
+    time_base_num: int
+    time_base_den: int
+    start_pts: int
+    variable_frame_rate: bool
+
+    @property
+    def time_base(self) -> Fraction:
+        return Fraction(self.time_base_num, self.time_base_den)
+
+    def timestamp_ms(self, pts: int) -> int:
+        return round((pts - self.start_pts) * self.time_base * 1000)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Probe:
+        return cls(**json.loads(text))
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Every decodable frame in presentation order: its pts and whether it is a keyframe."""
+
+    pts: list[int]
+    keyframe: list[bool]
+
+    def __len__(self) -> int:
+        return len(self.pts)
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        container = av.open(str(path), mode="r", options={"protocol_whitelist": "file"})
+    except (av.FFmpegError, OSError) as exc:
+        raise VideoError(f"{path.name}: not a readable video ({_reason(exc)})") from None
+    if not container.streams.video:
+        container.close()
+        raise VideoError(f"{path.name}: contains no video stream")
+    return container
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or str(exc).split(":")[0] or type(exc).__name__
+
+
+def normalize_rotation(degrees: float) -> int:
+    """Display-matrix rotation (counter-clockwise) rounded to a multiple of 90 in [0, 360)."""
+    return round(degrees / 90.0) * 90 % 360
+
+
+def upright(image: np.ndarray, rotation: int) -> np.ndarray:
+    """Apply a counter-clockwise display rotation, as players do, and return a contiguous array."""
+    if rotation:
+        image = np.rot90(image, k=rotation // 90)
+    # MediaPipe and OpenCV need C-contiguous pixels; PyAV may return padded rows.
+    return np.ascontiguousarray(image)
+
+
+def probe_video(path: Path) -> tuple[Probe, FrameIndex]:
+    """Decode the whole video once: the real frame count and each frame's pts, not the header's claims."""
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        pts: list[int] = []
+        keyframe: list[bool] = []
+        rotation = 0
+        last = -1
+        try:
+            for frame in container.decode(stream):
+                if not pts:
+                    rotation = normalize_rotation(frame.rotation)
+                value = frame.pts if frame.pts is not None else last + 1
+                if value <= last:  # duplicate or out-of-order pts: keep presentation order strict
+                    continue
+                pts.append(value)
+                keyframe.append(bool(frame.key_frame))
+                last = value
+        except av.FFmpegError as exc:
+            if not pts:
+                raise VideoError(f"{path.name}: no decodable video frame ({_reason(exc)})") from None
+        if not pts:
+            raise VideoError(f"{path.name}: no decodable video frame")
+        time_base = stream.time_base or Fraction(1, 1000)
+        ctx = stream.codec_context
+        coded_w, coded_h = int(ctx.width), int(ctx.height)
+        intervals = np.diff(np.asarray(pts, dtype=np.int64))
+        if len(intervals):
+            median = float(np.median(intervals))
+            vfr = bool(np.any(np.abs(intervals - median) > VFR_TOLERANCE * median))
+            span_s = float((pts[-1] - pts[0]) * time_base)
+            fps = len(intervals) / span_s if span_s > 0 else float(stream.average_rate or 0)
+            duration_s = span_s + median * float(time_base)
+        else:
+            vfr = False
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+            duration_s = 1.0 / fps if fps else 0.0
+        swapped = rotation in (90, 270)
+        probe = Probe(
+            container=container.format.name,
+            codec=ctx.name,
+            width=coded_h if swapped else coded_w,
+            height=coded_w if swapped else coded_h,
+            coded_width=coded_w,
+            coded_height=coded_h,
+            rotation=rotation,
+            fps=fps,
+            duration_s=duration_s,
+            frame_count=len(pts),
+            time_base_num=time_base.numerator,
+            time_base_den=time_base.denominator,
+            start_pts=pts[0],
+            variable_frame_rate=vfr,
+        )
+        return probe, FrameIndex(pts, keyframe)
+    finally:
+        container.close()
+
+
+def iter_frames(
+    path: Path, probe: Probe, index: FrameIndex, start: int = 0, stop: int | None = None
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(frame_index, pts, upright RGB image)`` for frames ``start <= i < stop``, exactly.
+
+    Seeks to the keyframe before ``start`` and identifies frames by pts, so a range read returns the
+    same frames as a full read.
+    """
+    stop = len(index) if stop is None else min(stop, len(index))
+    if start >= stop:
+        return
+    position = {p: i for i, p in enumerate(index.pts[start:stop], start)}
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        if start > 0:
+            container.seek(index.pts[start], stream=stream, backward=True, any_frame=False)
+        remaining = stop - start
+        try:
+            for frame in container.decode(stream):
+                i = position.pop(frame.pts, None) if frame.pts is not None else None
+                if i is None:
+                    continue
+                yield i, frame.pts, upright(frame.to_ndarray(format="rgb24"), probe.rotation)
+                remaining -= 1
+                if remaining == 0:
+                    return
+        except av.FFmpegError as exc:
+            raise VideoError(f"{path.name}: decoding stopped at frame {stop - remaining} ({_reason(exc)})") from None
+    finally:
+        container.close()
+
+
+class H264Writer:
+    """Writes RGB frames as browser-ready MP4: H.264, yuv420p, ``+faststart``, the source's own timestamps.
+
+    yuv420p needs even dimensions: an odd width or height loses its last column or row.
+    """
+
+    def __init__(self, path: Path, width: int, height: int, time_base: Fraction, fps: float, crf: int = 23) -> None:
+        self.width = width - width % 2
+        self.height = height - height % 2
+        self._container = av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"})
+        rate = Fraction(fps).limit_denominator(1001) if fps > 0 else Fraction(30)
+        stream = self._container.add_stream("libx264", rate=rate)
+        stream.width = self.width
+        stream.height = self.height
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        self._stream = stream
+        self.frames = 0
+
+    def write(self, image: np.ndarray, pts: int) -> None:
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: self.height, : self.width]), format="rgb24")
+        frame.pts = pts
+        frame.time_base = self._stream.time_base
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+
+    def __enter__(self) -> H264Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,3 @@
+"""Sensors and schedules of the pipeline (drop-folder automation and retention)."""
+
+SENSORS: list = []

@@ -1,0 +1,59 @@
+"""The code location loads as Dagster loads it, with every asset on the `videos` dynamic partitions."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from bodyscript_pipeline.definitions import PROCESS_VIDEO_JOB, defs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defs_load_and_validate() -> None:
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == {"source_video", "frames", "landmarks", "overlays", "metrics"}
+    for key in graph.get_all_asset_keys():
+        partitions = graph.get(key).partitions_def
+        assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "videos"
+
+
+def test_asset_graph_shape() -> None:
+    graph = defs.resolve_asset_graph()
+
+    def parents(name: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(name)).parent_keys}
+
+    assert parents("frames") == {"source_video"}
+    assert parents("landmarks") == {"frames"}
+    assert parents("overlays") == {"landmarks"}
+    assert parents("metrics") == {"landmarks"}
+
+
+def test_process_video_job_selects_the_four_assets() -> None:
+    job = defs.resolve_job_def(PROCESS_VIDEO_JOB)
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
+        "frames",
+        "landmarks",
+        "overlays",
+        "metrics",
+    }
+
+
+def test_dagster_cli_loads_the_workspace() -> None:
+    """What `make dev` relies on: Dagster's own loader reads workspace.yaml and the module."""
+    dagster = Path(sys.executable).with_name("dagster")
+    done = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "bodyscript" in done.stdout + done.stderr

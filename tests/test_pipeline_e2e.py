@@ -1,0 +1,148 @@
+"""All four assets materialized by Dagster on the real clip with the real model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from assets import PROCESS_VIDEO_ASSETS, videos_partitions
+from bodyscript_pipeline import schemas
+from bodyscript_pipeline.joints import JOINT_NAMES, angle_column
+from bodyscript_pipeline.lake import VideoLake
+from bodyscript_pipeline.model_catalog import MODEL_VARIANTS
+from bodyscript_pipeline.partition_keys import partition_key_for
+from bodyscript_pipeline.pose_topology import LANDMARK_NAMES
+from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.sources import register_source
+from bodyscript_pipeline.storage import local_path
+from resources import PipelineResource
+from tests.lake_checks import decoded_video, top_level_boxes
+
+DEMO_FRAMES = 230  # the clip's real frame count, as ffprobe -count_frames reports it
+
+
+@dataclass
+class DemoRun:
+    settings: Settings
+    partition: str
+    result: dg.ExecuteInProcessResult
+    lake: VideoLake
+
+    def path(self, uri: str) -> Path:
+        path = local_path(uri)
+        assert path is not None
+        return path
+
+    def metadata(self, asset: str) -> dict:
+        (event,) = self.result.asset_materializations_for_node(asset)
+        return {k: v.value for k, v in event.metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, model_source: str, demo_video: Path) -> Iterator[DemoRun]:
+    home = tmp_path_factory.mktemp("e2e")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BODYSCRIPT_HOME", str(home))
+        patch.setenv("BODYSCRIPT_MODEL_SOURCE", model_source)
+        patch.delenv("BODYSCRIPT_LAKE_URI", raising=False)
+        settings = Settings.from_env()
+        with dg.instance_for_test() as instance:
+            key = partition_key_for(demo_video.name, identity=str(demo_video))
+            instance.add_dynamic_partitions(videos_partitions.name, [key])
+            register_source(settings.lake_uri, key, f"file://{demo_video}")
+            result = dg.materialize(
+                PROCESS_VIDEO_ASSETS,
+                instance=instance,
+                partition_key=key,
+                resources={"pipeline": PipelineResource.from_settings(settings)},
+            )
+            yield DemoRun(settings, key, result, VideoLake(settings.lake_uri, key))
+
+
+def test_all_four_assets_materialize(demo_run: DemoRun) -> None:
+    assert demo_run.result.success
+    keys = {e.asset_key.to_user_string() for e in demo_run.result.get_asset_materialization_events()}
+    assert keys == {"frames", "landmarks", "overlays", "metrics"}
+
+
+def test_frames_probe_and_index(demo_run: DemoRun) -> None:
+    meta = demo_run.metadata("frames")
+    assert meta["frame_count"] == DEMO_FRAMES
+    assert (meta["width"], meta["height"], meta["codec"], meta["rotation"]) == (1768, 994, "vp9", 0)
+    assert meta["fps"] == pytest.approx(30.0, rel=1e-3)
+    index = pl.read_parquet(demo_run.path(demo_run.lake.frame_index))
+    assert index["frame_index"].to_list() == list(range(DEMO_FRAMES))
+    assert index["timestamp_ms"][0] == 0
+    assert np.all(np.diff(index["timestamp_ms"].to_numpy()) > 0)
+    assert index["timestamp_ms"][-1] == round((DEMO_FRAMES - 1) * 1000 / 30)
+
+
+def test_landmarks_detection_rate_and_schema(demo_run: DemoRun) -> None:
+    meta = demo_run.metadata("landmarks")
+    assert meta["detection_rate"] >= 0.9
+    assert meta["model_sha256"] == MODEL_VARIANTS["full"].sha256
+    path = demo_run.path(demo_run.lake.table_part("landmarks"))
+    assert pq.read_schema(path).remove_metadata() == schemas.LANDMARKS
+    table = pl.read_parquet(path)
+    detected = table.filter(pl.col("person").is_not_null())
+    assert sorted(detected["landmark"].unique().to_list()) == sorted(LANDMARK_NAMES)
+    assert detected["landmark"].n_unique() == 33
+    per_frame = detected.group_by("frame_index").len()
+    assert per_frame["len"].unique().to_list() == [33], "each detected frame has all 33 landmarks once"
+    undetected = table.filter(pl.col("person").is_null())
+    assert undetected["frame_index"].n_unique() == undetected.height, "one explicit row per undetected frame"
+    all_frames = sorted(table["frame_index"].unique().to_list())
+    assert all_frames == list(range(DEMO_FRAMES)), "every frame is present exactly once (detected or not)"
+    assert per_frame.height == meta["detected_frames"] == round(meta["detection_rate"] * DEMO_FRAMES)
+    world = detected.select(pl.col("world_y").abs().max()).item()
+    assert 0.3 < world < 2.5, "world coordinates are metres around the hips"
+    index = pl.read_parquet(demo_run.path(demo_run.lake.frame_index))
+    joined = table.unique("frame_index").join(index, on="frame_index", suffix="_index")
+    assert (joined["timestamp_ms"] == joined["timestamp_ms_index"]).all()
+
+
+def test_overlay_plays_in_a_browser(demo_run: DemoRun) -> None:
+    meta = demo_run.metadata("overlays")
+    overlay = demo_run.path(demo_run.lake.overlay)
+    codec, pix_fmt, width, height, times = decoded_video(overlay)
+    assert (codec, pix_fmt) == ("h264", "yuv420p")
+    assert (width, height) == (1768, 994)
+    assert len(times) == DEMO_FRAMES == meta["frames"]
+    index = pl.read_parquet(demo_run.path(demo_run.lake.frame_index))
+    assert times == index["timestamp_ms"].to_list(), "same timing as the source"
+    boxes = top_level_boxes(overlay)
+    assert boxes.index("moov") < boxes.index("mdat"), "faststart: the index precedes the media"
+    assert demo_run.path(demo_run.lake.thumbnail).read_bytes()[:2] == b"\xff\xd8"
+
+
+def test_metrics_tables(demo_run: DemoRun) -> None:
+    frames = pl.read_parquet(demo_run.path(demo_run.lake.table_part("frame_metrics")))
+    assert frames.height == demo_run.metadata("landmarks")["detected_frames"]
+    for joint in JOINT_NAMES:
+        angles = frames[angle_column(joint)].drop_nulls()
+        assert angles.len() > 0.5 * frames.height, joint
+        assert angles.min() >= -90 and angles.max() <= 180, joint
+    per_joint = pl.read_parquet(demo_run.path(demo_run.lake.table_part("video_metrics")))
+    assert sorted(per_joint["joint"].to_list()) == sorted(JOINT_NAMES)
+    knees = per_joint.filter(pl.col("joint").str.ends_with("_knee"))
+    assert (knees["range_of_motion_deg"] > 30).all(), "the person in the clip bends their knees"
+    video = pl.read_parquet(demo_run.path(demo_run.lake.table_part("videos"))).row(0, named=True)
+    assert video["frame_count"] == DEMO_FRAMES
+    assert video["detection_rate"] == pytest.approx(demo_run.metadata("landmarks")["detection_rate"])
+    assert video["pose_frames_per_s"] > 0
+    assert video["model_sha256"] == MODEL_VARIANTS["full"].sha256
+
+
+def test_materializations_carry_code_versions_and_locations(demo_run: DemoRun) -> None:
+    for asset in PROCESS_VIDEO_ASSETS:
+        assert asset.code_versions_by_key[asset.key] is not None
+    assert Path(demo_run.metadata("landmarks")["uri"]).is_file()
+    assert Path(demo_run.metadata("overlays")["uri"]).is_file()
+    assert Path(demo_run.metadata("metrics")["uri"]).is_file()
