@@ -10,18 +10,19 @@ import av
 
 def top_level_boxes(path: Path) -> list[str]:
     """The types of an MP4 file's top-level boxes, in file order."""
-    boxes = []
-    with path.open("rb") as handle:
-        while header := handle.read(8):
-            size, kind = struct.unpack(">I4s", header)
-            header_size = 8
-            if size == 1:
-                size = struct.unpack(">Q", handle.read(8))[0]
-                header_size = 16
-            boxes.append(kind.decode("latin-1"))
-            if size == 0:
-                break
-            handle.seek(size - header_size, 1)
+    data = path.read_bytes()
+    boxes: list[str] = []
+    offset = 0
+    while offset + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        if size == 1:
+            (size,) = struct.unpack(">Q", data[offset + 8 : offset + 16])
+        elif size == 0:  # the box runs to the end of the file
+            size = len(data) - offset
+        assert size >= 8, f"malformed box {kind!r} at {offset}"
+        boxes.append(kind.decode("ascii"))
+        offset += size
+    assert offset == len(data), "boxes do not tile the file"
     return boxes
 
 
