@@ -11,9 +11,9 @@ DAGSTER_PORT ?= 3000
 export BODYSCRIPT_HOME ?= $(CURDIR)/.bodyscript
 export DAGSTER_HOME ?= $(BODYSCRIPT_HOME)/dagster
 
-.PHONY: setup model dev test lint lock clean
+.PHONY: setup model instance dev test lint lock clean
 
-setup: $(STAMP) model
+setup: $(STAMP) model instance
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,9 +24,12 @@ $(STAMP): requirements.lock pyproject.toml
 model: $(STAMP)
 	@$(BIN)/bodyscript model >/dev/null && echo "pose model ready in $(BODYSCRIPT_HOME)/models"
 
-dev: setup
+# The local Dagster instance: DAGSTER_HOME with this repo's dagster.yaml (kept if already there).
+instance:
 	@mkdir -p "$(DAGSTER_HOME)"
 	@test -f "$(DAGSTER_HOME)/dagster.yaml" || cp dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
+
+dev: setup
 	$(BIN)/dagster dev -w workspace.yaml -p $(DAGSTER_PORT)
 
 lint: $(STAMP)

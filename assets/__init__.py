@@ -1,14 +1,17 @@
 """The per-video asset graph: ``source_video`` -> ``frames`` -> ``landmarks`` -> ``overlays``, ``metrics``."""
 
+from assets.jobs import PROCESS_VIDEO_JOB, process_video_job
 from assets.partitions import videos_partitions
 from assets.video_assets import PROCESS_VIDEO_ASSETS, frames, landmarks, metrics, overlays, source_video
 
 __all__ = [
     "PROCESS_VIDEO_ASSETS",
+    "PROCESS_VIDEO_JOB",
     "frames",
     "landmarks",
     "metrics",
     "overlays",
+    "process_video_job",
     "source_video",
     "videos_partitions",
 ]

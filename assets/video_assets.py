@@ -7,11 +7,10 @@ from contextlib import contextmanager
 import dagster as dg
 import pyarrow.compute as pc
 
-from assets.metadata import location, preview
+from assets.metadata import output_locations, preview
 from assets.partitions import videos_partitions
 from bodyscript_pipeline import steps
 from bodyscript_pipeline.errors import BodyscriptError
-from bodyscript_pipeline.lake import VideoLake
 from bodyscript_pipeline.parquet_io import first_rows
 from resources import PipelineResource
 
@@ -64,8 +63,7 @@ def frames(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.
     index = first_rows(result.index_uri, 10)
     return dg.MaterializeResult(
         metadata={
-            "uri": location(result.index_uri),
-            "video_uri": location(result.video_uri),
+            **output_locations(pipeline, uri=result.index_uri, video_uri=result.video_uri),
             "source_uri": result.source_uri,
             "source_version": result.source_version,
             "frame_count": probe.frame_count,
@@ -89,6 +87,7 @@ def frames(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.
     group_name=GROUP,
     code_version="1",
     kinds={"mediapipe", "parquet"},
+    pool="pose",
     description="MediaPipe PoseLandmarker (VIDEO mode): one row per frame x person x landmark; "
     "undetected frames are one all-null row.",
 )
@@ -102,7 +101,7 @@ def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> 
     sample = sample.filter(pc.is_valid(sample["person"]))
     return dg.MaterializeResult(
         metadata={
-            "uri": location(result.uri),
+            **output_locations(pipeline, uri=result.uri),
             "dagster/row_count": result.rows,
             "frames": result.frames,
             "detected_frames": result.detected_frames,
@@ -132,8 +131,7 @@ def overlays(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
         )
     return dg.MaterializeResult(
         metadata={
-            "uri": location(result.uri),
-            "thumbnail_uri": location(result.thumbnail_uri),
+            **output_locations(pipeline, uri=result.uri, thumbnail_uri=result.thumbnail_uri),
             "frames": result.frames,
             "width": result.width,
             "height": result.height,
@@ -155,13 +153,15 @@ def overlays(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
 def metrics(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     with user_errors():
         result = steps.compute_metrics(pipeline.lake_uri, context.partition_key, pipeline.min_visibility)
-    lake = VideoLake(pipeline.lake_uri, context.partition_key)
     video = result.video_row
     return dg.MaterializeResult(
         metadata={
-            "uri": location(result.frame_metrics_uri),
-            "video_metrics_uri": location(result.video_metrics_uri),
-            "videos_uri": location(lake.table_part("videos")),
+            **output_locations(
+                pipeline,
+                uri=result.frame_metrics_uri,
+                video_metrics_uri=result.video_metrics_uri,
+                videos_uri=result.videos_uri,
+            ),
             "dagster/row_count": result.frame_rows,
             "detection_rate": result.detection_rate,
             "detected_frames": int(video["detected_frames"]),  # type: ignore[call-overload]

@@ -4,27 +4,22 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import PROCESS_VIDEO_ASSETS, source_video, videos_partitions
+from assets import PROCESS_VIDEO_ASSETS, PROCESS_VIDEO_JOB, process_video_job, source_video
 from bodyscript_pipeline.settings import Settings
 from resources import PipelineResource
-from sensors import SENSORS
+from sensors import build_automation
 
-PROCESS_VIDEO_JOB = "process_video"
-
-process_video_job = dg.define_asset_job(
-    PROCESS_VIDEO_JOB,
-    selection=dg.AssetSelection.assets(*PROCESS_VIDEO_ASSETS),
-    partitions_def=videos_partitions,
-    description="Every derived asset of one video partition: frames, landmarks, overlays, metrics.",
-)
+__all__ = ["PROCESS_VIDEO_JOB", "build_definitions", "defs"]
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
+    automation = build_automation(settings)
     return dg.Definitions(
         assets=[source_video, *PROCESS_VIDEO_ASSETS],
-        jobs=[process_video_job],
-        sensors=SENSORS,
+        jobs=[process_video_job, *automation.jobs],
+        sensors=automation.sensors,
+        schedules=automation.schedules,
         resources={"pipeline": PipelineResource.from_settings(settings)},
     )
 

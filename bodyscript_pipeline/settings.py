@@ -10,6 +10,16 @@
 | ``BODYSCRIPT_MODEL_SHA256``| the official hash of that model           |
 | ``BODYSCRIPT_MIN_VISIBILITY`` | ``0.5`` (landmarks below are not drawn or measured) |
 | ``DAGSTER_HOME``           | ``$BODYSCRIPT_HOME/dagster``              |
+| ``BODYSCRIPT_SENSOR_INTERVAL_S`` | ``15``: seconds between drop-zone scans |
+| ``BODYSCRIPT_SCAN_MAX_PAGES`` | ``20``: listing pages per scan          |
+| ``BODYSCRIPT_SCAN_PAGE_SIZE`` | ``1000``: objects per listing page (S3's maximum) |
+| ``BODYSCRIPT_SCAN_MAX_NEW``  | ``100``: new videos taken per scan         |
+| ``BODYSCRIPT_SETTLE_S``      | ``5``: a local file must be this old to be taken (still being copied) |
+| ``BODYSCRIPT_RETENTION_DAYS`` | ``30``: derived artifacts older than this are removed by retention |
+| ``BODYSCRIPT_RETENTION_MODE`` | ``delete``, or ``archive`` (moved under ``<lake>/archive/``) |
+| ``BODYSCRIPT_RETENTION_DRY_RUN`` | ``false``: retention only reports what it would remove |
+| ``BODYSCRIPT_RUN_RETENTION_DAYS`` | ``90``: Dagster run records older than this are purged |
+| ``BODYSCRIPT_PRESIGN_EXPIRY_S`` | ``86400``: lifetime of presigned S3 download links in metadata |
 """
 
 from __future__ import annotations
@@ -33,6 +43,16 @@ class Settings:
     model_sha256: str
     min_visibility: float
     dagster_home: Path
+    sensor_interval_s: int = 15
+    scan_max_pages: int = 20
+    scan_page_size: int = 1000
+    scan_max_new: int = 100
+    settle_s: float = 5.0
+    retention_days: float = 30.0
+    retention_mode: str = "delete"
+    retention_dry_run: bool = False
+    run_retention_days: float = 90.0
+    presign_expiry_s: int = 86400
 
     @property
     def model_cache_dir(self) -> Path:
@@ -48,10 +68,9 @@ class Settings:
                 f"BODYSCRIPT_MODEL={variant!r} is not a pose model; choose one of {', '.join(MODEL_VARIANTS)}"
             )
         spec = MODEL_VARIANTS[variant]
-        try:
-            min_visibility = float(env.get("BODYSCRIPT_MIN_VISIBILITY") or 0.5)
-        except ValueError as exc:
-            raise BodyscriptError(f"BODYSCRIPT_MIN_VISIBILITY must be a number: {exc}") from None
+        mode = (env.get("BODYSCRIPT_RETENTION_MODE") or "delete").strip().lower()
+        if mode not in ("delete", "archive"):
+            raise BodyscriptError(f"BODYSCRIPT_RETENTION_MODE={mode!r}: choose delete or archive")
         return cls(
             home=home,
             lake_uri=_as_uri(env.get("BODYSCRIPT_LAKE_URI") or str(home / "lake")),
@@ -59,9 +78,29 @@ class Settings:
             model_variant=variant,
             model_source=env.get("BODYSCRIPT_MODEL_SOURCE") or spec.url,
             model_sha256=(env.get("BODYSCRIPT_MODEL_SHA256") or spec.sha256).lower(),
-            min_visibility=min_visibility,
+            min_visibility=_number(env, "BODYSCRIPT_MIN_VISIBILITY", 0.5),
             dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve(),
+            sensor_interval_s=int(_number(env, "BODYSCRIPT_SENSOR_INTERVAL_S", 15)),
+            scan_max_pages=int(_number(env, "BODYSCRIPT_SCAN_MAX_PAGES", 20)),
+            scan_page_size=int(_number(env, "BODYSCRIPT_SCAN_PAGE_SIZE", 1000)),
+            scan_max_new=int(_number(env, "BODYSCRIPT_SCAN_MAX_NEW", 100)),
+            settle_s=_number(env, "BODYSCRIPT_SETTLE_S", 5.0),
+            retention_days=_number(env, "BODYSCRIPT_RETENTION_DAYS", 30.0),
+            retention_mode=mode,
+            retention_dry_run=(env.get("BODYSCRIPT_RETENTION_DRY_RUN") or "").strip().lower() in ("1", "true", "yes"),
+            run_retention_days=_number(env, "BODYSCRIPT_RUN_RETENTION_DAYS", 90.0),
+            presign_expiry_s=int(_number(env, "BODYSCRIPT_PRESIGN_EXPIRY_S", 86400)),
         )
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise BodyscriptError(f"{name}={raw!r} must be a number") from None
 
 
 def _as_uri(location: str) -> str:

@@ -27,6 +27,8 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
         if endpoint:
             options["endpoint_url"] = endpoint
         options["default_block_size"] = 8 << 20
+        # Other processes add and delete objects all the time: never answer from a stale listing.
+        options["use_listings_cache"] = False
     return fsspec.core.url_to_fs(uri, **options)
 
 

@@ -1,47 +1,97 @@
-"""Dagster resources: the pipeline's settings and pose model, as configured by the environment."""
+"""Dagster resources: the pipeline's settings, pose model and S3 access, as configured by the environment.
+
+Credentials are never part of resource config (so never shown in the UI): boto3 and s3fs read them from the
+standard ``AWS_*`` variables or the pod's mounted identity.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import os
+from typing import Any
+
+import boto3
 import dagster as dg
+from botocore.config import Config
+from dagster_aws.s3 import S3Resource
 
 from bodyscript_pipeline.model import ModelFile, ensure_model
 from bodyscript_pipeline.settings import Settings
 
 
+@functools.cache
+def _cached_client(endpoint_url: str | None, region_name: str | None, max_attempts: int) -> Any:
+    return S3Resource(endpoint_url=endpoint_url, region_name=region_name, max_attempts=max_attempts).get_client()
+
+
+def s3_resource_from_env() -> S3Resource:
+    return S3Resource(
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
+        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+    )
+
+
 class PipelineResource(dg.ConfigurableResource):
-    """Where the lake is and which pose model runs; built from ``BODYSCRIPT_*`` variables."""
+    """Where the drop zone and lake are, which pose model runs, and how output links are made."""
 
     home: str
     lake_uri: str
+    drop_uri: str
     model_variant: str
     model_source: str
     model_sha256: str
     min_visibility: float
+    presign_expiry_s: int
+    s3: S3Resource
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineResource:
         return cls(
             home=str(settings.home),
             lake_uri=settings.lake_uri,
+            drop_uri=settings.drop_uri,
             model_variant=settings.model_variant,
             model_source=settings.model_source,
             model_sha256=settings.model_sha256,
             min_visibility=settings.min_visibility,
+            presign_expiry_s=settings.presign_expiry_s,
+            s3=s3_resource_from_env(),
         )
 
     def settings(self) -> Settings:
         base = Settings.from_env({"BODYSCRIPT_HOME": self.home, "BODYSCRIPT_MODEL": self.model_variant})
-        return Settings(
-            home=base.home,
+        return dataclasses.replace(
+            base,
             lake_uri=self.lake_uri,
-            drop_uri=base.drop_uri,
-            model_variant=self.model_variant,
+            drop_uri=self.drop_uri,
             model_source=self.model_source,
             model_sha256=self.model_sha256,
             min_visibility=self.min_visibility,
-            dagster_home=base.dagster_home,
+            presign_expiry_s=self.presign_expiry_s,
         )
 
     def model(self) -> ModelFile:
         """The pose model file, fetched into the cache on first use and hash-checked."""
         return ensure_model(self.settings())
+
+    def s3_client(self) -> Any:
+        """The S3 client of this process, created once: building a boto3 client costs tenths of a second, which
+        would otherwise be paid by every sensor tick and every step."""
+        return _cached_client(self.s3.endpoint_url, self.s3.region_name, self.s3.max_attempts)
+
+    def download_link(self, uri: str) -> str | None:
+        """A presigned, expiring HTTPS link for an ``s3://`` object; None for local files."""
+        if not uri.startswith("s3://"):
+            return None
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        # Signature V4: what MinIO and every current S3 region accept, with an explicit expiry.
+        client = boto3.client(
+            "s3",
+            endpoint_url=self.s3.endpoint_url,
+            region_name=self.s3.region_name,
+            config=Config(signature_version="s3v4"),
+        )
+        return client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=self.presign_expiry_s
+        )

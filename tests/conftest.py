@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bodyscript_pipeline.settings import Settings
+from tests.s3_server import S3Server, running_s3_server
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -40,3 +42,18 @@ def bodyscript_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_sourc
     for name in ("BODYSCRIPT_LAKE_URI", "BODYSCRIPT_DROP_URI", "BODYSCRIPT_MODEL", "BODYSCRIPT_MODEL_SHA256"):
         monkeypatch.delenv(name, raising=False)
     return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    with running_s3_server() as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
+    """An empty S3 endpoint, with the AWS_* variables pointing at it for this test."""
+    s3_server.reset()
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    yield s3_server

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,15 +46,27 @@ def test_process_video_job_selects_the_four_assets() -> None:
     }
 
 
-def test_dagster_cli_loads_the_workspace() -> None:
+def test_dagster_cli_loads_the_workspace(tmp_path: Path) -> None:
     """What `make dev` relies on: Dagster's own loader reads workspace.yaml and the module."""
     dagster = Path(sys.executable).with_name("dagster")
     done = subprocess.run(
         [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
         cwd=REPO,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path), "BODYSCRIPT_HOME": str(tmp_path / "home")},
         capture_output=True,
         text=True,
         timeout=180,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "bodyscript" in done.stdout + done.stderr
+
+
+def test_repo_dagster_yaml_queues_runs_and_limits_pose_steps(tmp_path: Path) -> None:
+    (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        concurrency = instance.get_concurrency_config()
+        assert concurrency.run_queue_config.max_concurrent_runs == 2
+        assert concurrency.pool_config.default_pool_limit == 2
+    assert defs.resolve_assets_def("landmarks").op.pool == "pose"
+    assert defs.resolve_assets_def("overlays").op.pool is None

@@ -1,0 +1,152 @@
+"""Finding new object versions in the drop zone with bounded work per tick and a compact cursor.
+
+The scan walks the drop zone in key order a few pages at a time, resuming after the last key it handled.
+It remembers, per object, a digest of its cheap listing facts (ETag, or size and mtime) and of its content
+version (ETag, or SHA-256 for local files). An object whose listing facts are unchanged costs nothing; one
+whose facts changed but whose content did not (a re-copy of the same bytes) is not a new version. At the
+end of each full pass, objects that were not seen again (deleted) are forgotten.
+
+The state is small enough to live in a Dagster sensor cursor: 16 bytes per object before compression.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass, field
+
+from bodyscript_pipeline.drop_zone import DropLister, DropObject
+from bodyscript_pipeline.video_names import is_video_name
+
+KEY_BYTES = 6
+TOKEN_BYTES = 4
+CURSOR_VERSION = 1
+
+
+def _digest(text: str, size: int) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=size).digest()
+
+
+@dataclass
+class ScanState:
+    after: str = ""
+    passes: int = 0
+    known: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)
+    seen: set[bytes] = field(default_factory=set)
+
+    def encode(self) -> str:
+        known = b"".join(k + s + v for k, (s, v) in sorted(self.known.items()))
+        seen = b"".join(sorted(self.seen))
+        return json.dumps(
+            {
+                "v": CURSOR_VERSION,
+                "after": self.after,
+                "passes": self.passes,
+                "known": base64.b64encode(zlib.compress(known)).decode(),
+                "seen": base64.b64encode(zlib.compress(seen)).decode(),
+            }
+        )
+
+    @classmethod
+    def decode(cls, cursor: str | None) -> ScanState:
+        if not cursor:
+            return cls()
+        data = json.loads(cursor)
+        if data.get("v") != CURSOR_VERSION:
+            return cls()
+        known_raw = zlib.decompress(base64.b64decode(data["known"]))
+        seen_raw = zlib.decompress(base64.b64decode(data["seen"]))
+        step = KEY_BYTES + 2 * TOKEN_BYTES
+        known = {
+            known_raw[i : i + KEY_BYTES]: (
+                known_raw[i + KEY_BYTES : i + KEY_BYTES + TOKEN_BYTES],
+                known_raw[i + KEY_BYTES + TOKEN_BYTES : i + step],
+            )
+            for i in range(0, len(known_raw), step)
+        }
+        seen = {seen_raw[i : i + KEY_BYTES] for i in range(0, len(seen_raw), KEY_BYTES)}
+        return cls(after=data["after"], passes=int(data["passes"]), known=known, seen=seen)
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    obj: DropObject
+    version: str
+
+
+@dataclass
+class ScanResult:
+    new: list[NewVersion]
+    state: ScanState
+    listed: int = 0
+    ignored: int = 0
+    settling: int = 0
+    pages: int = 0
+    pass_completed: bool = False
+
+    def describe(self) -> str:
+        where = "completed a pass" if self.pass_completed else f"paused after {self.state.after!r}"
+        return (
+            f"{len(self.new)} new version(s); listed {self.listed} object(s) in {self.pages} page(s), "
+            f"ignored {self.ignored} non-video or partial name(s), {self.settling} still being written; {where}"
+        )
+
+
+def scan(
+    lister: DropLister,
+    state: ScanState,
+    *,
+    max_pages: int,
+    max_new: int,
+    settle_seconds: float,
+    now: float,
+) -> ScanResult:
+    """One bounded step of the scan: at most ``max_pages`` pages listed and ``max_new`` versions found."""
+    result = ScanResult(new=[], state=state)
+    for page, last in lister.pages(state.after):
+        result.pages += 1
+        for obj in page:
+            if not _visit(obj, result, lister, max_new=max_new, settle_seconds=settle_seconds, now=now):
+                return result
+            state.after = obj.key
+        if last:
+            break
+        if result.pages >= max_pages:
+            return result
+    # The listing ran out: a full pass is done. Forget objects that were not seen again.
+    state.known = {k: v for k, v in state.known.items() if k in state.seen}
+    state.seen = set()
+    state.after = ""
+    state.passes += 1
+    result.pass_completed = True
+    return result
+
+
+def _visit(
+    obj: DropObject, result: ScanResult, lister: DropLister, *, max_new: int, settle_seconds: float, now: float
+) -> bool:
+    """Handle one listed object; False when the tick's budget of new versions is spent (obj not handled)."""
+    state = result.state
+    result.listed += 1
+    if not is_video_name(obj.key):
+        result.ignored += 1
+        return True
+    key = _digest(obj.key, KEY_BYTES)
+    token = _digest(obj.stat_token, TOKEN_BYTES)
+    state.seen.add(key)
+    known = state.known.get(key)
+    if known is not None and known[0] == token:
+        return True
+    if obj.etag is None and now - obj.mtime < settle_seconds:
+        result.settling += 1  # a local file modified moments ago may still be growing
+        return True
+    if len(result.new) >= max_new:
+        return False
+    version = lister.content_version(obj)
+    digest = _digest(version, TOKEN_BYTES)
+    state.known[key] = (token, digest)
+    if known is None or known[1] != digest:
+        result.new.append(NewVersion(obj, version))
+    return True

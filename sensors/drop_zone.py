@@ -1,0 +1,78 @@
+"""The drop-zone sensor: each new video version becomes a partition and a run; nothing runs twice."""
+
+from __future__ import annotations
+
+import time
+
+import dagster as dg
+
+from assets import process_video_job, source_video, videos_partitions
+from bodyscript_pipeline.drop_scan import ScanState, scan
+from bodyscript_pipeline.drop_zone import lister_for
+from bodyscript_pipeline.partition_keys import partition_key_for
+from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.sources import register_source
+from resources import PipelineResource
+
+DROP_ZONE_SENSOR = "drop_zone_sensor"
+SOURCE_URI_TAG = "bodyscript/source_uri"
+SOURCE_VERSION_TAG = "bodyscript/source_version"
+
+
+def run_key_for(partition: str, version: str) -> str:
+    """One run per object version: an identical re-upload never runs twice, a changed one runs again."""
+    return f"{partition}@{version}"
+
+
+def build_drop_zone_sensor(settings: Settings) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=DROP_ZONE_SENSOR,
+        job=process_video_job,
+        minimum_interval_seconds=settings.sensor_interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Lists the drop zone (BODYSCRIPT_DROP_URI) a bounded number of pages per tick and "
+        "requests one run per new video version.",
+    )
+    def drop_zone_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource) -> dg.SensorResult:
+        drop_uri = pipeline.drop_uri
+        client = pipeline.s3_client() if drop_uri.startswith("s3://") else None
+        result = scan(
+            lister_for(drop_uri, s3_client=client, page_size=settings.scan_page_size),
+            ScanState.decode(context.cursor),
+            max_pages=settings.scan_max_pages,
+            max_new=settings.scan_max_new,
+            settle_seconds=settings.settle_s,
+            now=time.time(),
+        )
+        context.log.info(result.describe())
+        keys: list[str] = []
+        runs: list[dg.RunRequest] = []
+        events: list[dg.AssetObservation] = []
+        for found in result.new:
+            key = partition_key_for(found.obj.key)
+            register_source(pipeline.lake_uri, key, found.obj.uri, found.version)
+            keys.append(key)
+            runs.append(
+                dg.RunRequest(
+                    run_key=run_key_for(key, found.version),
+                    partition_key=key,
+                    tags={SOURCE_URI_TAG: found.obj.uri, SOURCE_VERSION_TAG: found.version},
+                )
+            )
+            events.append(
+                dg.AssetObservation(
+                    source_video.key,
+                    partition=key,
+                    metadata={"uri": found.obj.uri, "version": found.version, "size_bytes": found.obj.size},
+                    tags={"dagster/data_version": found.version},
+                )
+            )
+        return dg.SensorResult(
+            run_requests=runs,
+            dynamic_partitions_requests=[videos_partitions.build_add_request(keys)] if keys else [],
+            asset_events=events,
+            cursor=result.state.encode(),
+            skip_reason=None if runs else result.describe(),
+        )
+
+    return drop_zone_sensor

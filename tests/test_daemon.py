@@ -1,0 +1,96 @@
+"""The real Dagster daemon on the local default: a dropped video is processed; the same bytes again are not."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from bodyscript_pipeline.lake import VideoLake
+from bodyscript_pipeline.partition_keys import partition_key_for
+from bodyscript_pipeline.settings import Settings
+from sensors import DROP_ZONE_SENSOR
+from tests.video_factory import clip_of
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP_FRAMES = 20
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(1)
+
+
+@pytest.fixture
+def daemon(bodyscript_home: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.DagsterInstance]:
+    """`dagster-daemon run` on the repo's workspace and dagster.yaml, with a fast sensor interval."""
+    monkeypatch.setenv("BODYSCRIPT_SENSOR_INTERVAL_S", "2")
+    monkeypatch.setenv("BODYSCRIPT_SETTLE_S", "1")
+    home = bodyscript_home.dagster_home
+    home.mkdir(parents=True)
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    log = (bodyscript_home.home / "daemon.log").open("wb")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=os.environ.copy(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            yield instance
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def sensor_ticks(instance: dg.DagsterInstance) -> list[dg.InstigationTick]:
+    states = [s for s in instance.all_instigator_state() if s.name == DROP_ZONE_SENSOR]
+    return instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id) if states else []
+
+
+def test_daemon_processes_a_drop_once(
+    daemon: dg.DagsterInstance, bodyscript_home: Settings, demo_video: Path, tmp_path: Path
+) -> None:
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", CLIP_FRAMES, size=(884, 496))
+    drop = Path(bodyscript_home.drop_uri.removeprefix("file://"))
+    (drop / "lab").mkdir(parents=True)
+    shutil.copyfile(clip, drop / "lab" / "jump.mp4")
+
+    def finished_runs() -> list[dg.DagsterRun]:
+        return [r for r in daemon.get_runs() if r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)]
+
+    wait_for(lambda: len(finished_runs()) == 1, 300, "the dropped video's run to finish")
+    (run,) = daemon.get_runs()
+    assert run.status == dg.DagsterRunStatus.SUCCESS
+    key = partition_key_for("lab/jump.mp4")
+    assert run.tags["dagster/partition"] == key
+    lake = VideoLake(bodyscript_home.lake_uri, key)
+    videos = pl.read_parquet(lake.table_part("videos").removeprefix("file://"))
+    assert videos["frame_count"].to_list() == [CLIP_FRAMES]
+    assert Path(lake.overlay.removeprefix("file://")).is_file()
+    assert (drop / "lab" / "jump.mp4").read_bytes() == clip.read_bytes(), "the source stays where it was"
+
+    # The same bytes dropped again (new mtime): further ticks run, no new run.
+    ticks_before = len(sensor_ticks(daemon))
+    shutil.copyfile(clip, drop / "lab" / "jump.mp4")
+    wait_for(lambda: len(sensor_ticks(daemon)) >= ticks_before + 4, 120, "four more sensor ticks")
+    assert len(daemon.get_runs()) == 1

@@ -1,0 +1,118 @@
+"""The drop-zone sensor, evaluated against a real Dagster instance and a real S3 endpoint (moto on loopback)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from assets import videos_partitions
+from bodyscript_pipeline.drop_scan import ScanState
+from bodyscript_pipeline.settings import Settings
+from tests.s3_server import S3Server
+from tests.sensor_harness import DROP_BUCKET, SensorHarness, harness_for
+
+
+@pytest.fixture
+def harness(bodyscript_home: Settings, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[SensorHarness]:
+    with harness_for(monkeypatch, s3, BODYSCRIPT_SCAN_MAX_NEW="5000") as made:
+        yield made
+
+
+def test_more_than_a_thousand_objects_are_paginated(harness: SensorHarness) -> None:
+    names = [f"batch/clip-{i:04d}.mp4" for i in range(1050)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda name: harness.put(name, name.encode()), names))
+    harness.put("notes.txt", b"not a video")
+    harness.put("batch/.upload-in-progress.mp4.part", b"partial")
+
+    result = harness.tick()
+    assert len(result.run_requests) == 1050
+    partitions = {r.partition_key for r in result.run_requests}
+    assert len(partitions) == 1050
+    assert set(harness.instance.get_dynamic_partitions(videos_partitions.name)) == partitions
+    assert all(not p.startswith(("notes", "batch-upload")) for p in partitions)
+    assert ScanState.decode(harness.cursor).passes == 1
+
+    again = harness.tick()
+    assert again.run_requests == [] and again.skip_reason
+    assert len(set(harness.run_keys)) == len(harness.run_keys) == 1050
+
+
+def test_source_is_registered_and_observed(harness: SensorHarness) -> None:
+    harness.put("session 1/Squat Ü.MP4", b"video bytes")
+    result = harness.tick()
+    (request,) = result.run_requests
+    assert request.partition_key.startswith("session-1-squat-mp4-")
+    (observation,) = result.asset_events
+    assert observation.asset_key == dg.AssetKey("source_video")
+    assert observation.partition == request.partition_key
+    version = observation.tags["dagster/data_version"]
+    assert version.startswith("etag:") and request.run_key == f"{request.partition_key}@{version}"
+    assert request.tags["bodyscript/source_uri"] == "s3://drop/incoming/session 1/Squat Ü.MP4"
+
+
+def test_identical_reupload_does_not_run_but_a_changed_one_does(harness: SensorHarness) -> None:
+    harness.put("a.mp4", b"first version")
+    (first,) = harness.tick().run_requests
+    harness.put("a.mp4", b"first version")
+    assert harness.tick().run_requests == []
+    harness.put("a.mp4", b"second version")
+    (second,) = harness.tick().run_requests
+    assert second.partition_key == first.partition_key
+    assert second.run_key != first.run_key
+
+
+def test_same_file_name_in_two_folders_makes_two_partitions(harness: SensorHarness) -> None:
+    harness.put("monday/clip.mp4", b"monday")
+    harness.put("tuesday/clip.mp4", b"tuesday")
+    keys = {r.partition_key for r in harness.tick().run_requests}
+    assert len(keys) == 2
+    assert all("clip-mp4" in key for key in keys)
+
+
+def test_bounded_ticks_survive_deleting_the_cursor_object(
+    bodyscript_home: Settings, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with harness_for(monkeypatch, s3, BODYSCRIPT_SCAN_PAGE_SIZE="2", BODYSCRIPT_SCAN_MAX_PAGES="1") as harness:
+        check_deleted_cursor_object(harness)
+
+
+def check_deleted_cursor_object(harness: SensorHarness) -> None:
+    for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4", "e.mp4"):
+        harness.put(name, name.encode())
+    first = harness.tick()
+    assert len(first.run_requests) == 2, "one page of two objects per tick"
+    assert ScanState.decode(harness.cursor).after == "b.mp4"
+
+    harness.client.delete_object(Bucket=DROP_BUCKET, Key="incoming/b.mp4")
+    harness.put("bb.mp4", b"added after the cursor key was deleted")
+    seen = {r.partition_key for r in first.run_requests}
+    for _ in range(6):
+        seen |= {r.partition_key for r in harness.tick().run_requests}
+    assert len(seen) == 6, "a, b, bb, c, d, e each ran once"
+    assert len(harness.run_keys) == len(set(harness.run_keys)) == 6
+    state = ScanState.decode(harness.cursor)
+    assert state.passes == 2, "pass 1 still saw b.mp4; pass 2 did not"
+    assert len(state.known) == 5, "the deleted object is forgotten after a full pass without it"
+
+
+def test_burst_is_taken_a_bounded_number_per_tick(
+    bodyscript_home: Settings, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with harness_for(monkeypatch, s3, BODYSCRIPT_SCAN_MAX_NEW="40") as harness:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: harness.put(f"burst/{i:03d}.mp4", str(i).encode()), range(100)))
+        counts = [len(harness.tick().run_requests) for _ in range(4)]
+        assert counts == [40, 40, 20, 0]
+        assert len(set(harness.run_keys)) == 100
+
+
+def test_cursor_round_trips(tmp_path: Path) -> None:
+    state = ScanState(after="x/y.mp4", passes=3, known={b"abcdef": (b"1234", b"5678")}, seen={b"abcdef"})
+    again = ScanState.decode(state.encode())
+    assert (again.after, again.passes, again.known, again.seen) == (state.after, 3, state.known, state.seen)
+    assert ScanState.decode(None).known == {}
