@@ -1,5 +1,6 @@
 """The per-video asset graph: ``source_video`` -> ``frames`` -> ``landmarks`` -> ``overlays``, ``metrics``."""
 
+from assets.fleet_assets import fleet_summary
 from assets.jobs import PROCESS_VIDEO_JOB, process_video_job
 from assets.partitions import videos_partitions
 from assets.video_assets import PROCESS_VIDEO_ASSETS, frames, landmarks, metrics, overlays, source_video
@@ -7,6 +8,7 @@ from assets.video_assets import PROCESS_VIDEO_ASSETS, frames, landmarks, metrics
 __all__ = [
     "PROCESS_VIDEO_ASSETS",
     "PROCESS_VIDEO_JOB",
+    "fleet_summary",
     "frames",
     "landmarks",
     "metrics",

@@ -1,39 +1,96 @@
-"""DuckDB views over the lake: ``videos``, ``frames``, ``landmarks``, ``frame_metrics``, ``video_metrics``.
+"""The lake as an analytical store: DuckDB views and Polars LazyFrames over the same Parquet files.
 
-Each view reads its table's Parquet files with Hive partitioning, so every row carries ``video``
-(the partition key). A table with no files yet is an empty view with the right columns.
+Tables (schemas in :mod:`bodyscript_pipeline.schemas`): ``videos``, ``frames``, ``landmarks``,
+``frame_metrics``, ``video_metrics``, each Hive-partitioned by ``video=<partition>`` so every row carries
+``video``; and ``fleet_summary`` (one file, one row per video). A table with no files yet is empty, with the
+right columns. Works on ``file://`` and ``s3://`` lakes: DuckDB reads S3 through fsspec (no extension to
+download), Polars through its own object store client configured from the same AWS variables.
 """
 
 from __future__ import annotations
 
+import os
+
 import duckdb
+import polars as pl
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 from bodyscript_pipeline import storage
-from bodyscript_pipeline.lake import TABLES
+from bodyscript_pipeline.lake import TABLES, fleet_summary_uri
 from bodyscript_pipeline.schemas import SCHEMAS
 
-TABLE_FILES = {table: "index.parquet" if table == "frames" else "part-*.parquet" for table in TABLES}
+PARTITIONED_FILES = {table: "index.parquet" if table == "frames" else "part-*.parquet" for table in TABLES}
+VIEWS = (*TABLES, "fleet_summary")
+
+
+def _pattern(lake_uri: str, table: str) -> str:
+    if table == "fleet_summary":
+        return fleet_summary_uri(lake_uri)
+    return f"{lake_uri.rstrip('/')}/{table}/video=*/{PARTITIONED_FILES[table]}"
+
+
+def _has_files(lake_uri: str, table: str) -> bool:
+    fs, pattern = storage.filesystem(_pattern(lake_uri, table))
+    return bool(fs.glob(pattern))
+
+
+def _empty(table: str) -> pa.Table:
+    schema = SCHEMAS[table]
+    if table != "fleet_summary":
+        schema = schema.append(pa.field("video", pa.string()))
+    return schema.empty_table()
 
 
 def connect(lake_uri: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with one view per lake table."""
     con = duckdb.connect()
-    fs, root = storage.filesystem(lake_uri)
-    if isinstance(fs, LocalFileSystem):
-        base = root
-    else:
+    fs, _ = storage.filesystem(lake_uri)
+    local = isinstance(fs, LocalFileSystem)
+    if not local:
         con.register_filesystem(fs)
-        base = lake_uri
-    for table in TABLES:
-        pattern = f"{base.rstrip('/')}/{table}/video=*/{TABLE_FILES[table]}".replace("'", "''")
-        if fs.glob(f"{root.rstrip('/')}/{table}/video=*/{TABLE_FILES[table]}"):
-            con.execute(
-                f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}', hive_partitioning = true, "  # noqa: S608
-                "hive_types = {'video': VARCHAR})"
-            )
-        else:
-            empty = SCHEMAS[table].append(pa.field("video", pa.string())).empty_table()
-            con.register(f"_empty_{table}", empty)
+    for table in VIEWS:
+        if not _has_files(lake_uri, table):
+            con.register(f"_empty_{table}", _empty(table))
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")  # noqa: S608 - names are constants
+            continue
+        pattern = _pattern(lake_uri, table)
+        if local:
+            pattern = pattern.removeprefix("file://")
+        pattern = pattern.replace("'", "''")
+        options = "" if table == "fleet_summary" else ", hive_partitioning = true, hive_types = {'video': VARCHAR}"
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}'{options})")  # noqa: S608
     return con
+
+
+def polars_storage_options() -> dict[str, str]:
+    """Polars' object-store options from the standard AWS variables (MinIO/moto endpoints included)."""
+    options = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["aws_endpoint_url"] = endpoint
+        if endpoint.startswith("http://"):
+            options["aws_allow_http"] = "true"
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        options["aws_region"] = region
+    return options
+
+
+def scan(lake_uri: str, table: str) -> pl.LazyFrame:
+    """A Polars LazyFrame over one lake table (with ``video`` from the Hive folders)."""
+    if table not in VIEWS:
+        raise ValueError(f"unknown table {table!r}; tables: {', '.join(VIEWS)}")
+    if not _has_files(lake_uri, table):
+        return pl.from_arrow(_empty(table)).lazy()  # type: ignore[union-attr]
+    pattern = _pattern(lake_uri, table)
+    remote = pattern.startswith("s3://")
+    source = pattern if remote else pattern.removeprefix("file://")
+    options = polars_storage_options() if remote else None
+    if table == "fleet_summary":
+        return pl.scan_parquet(source, storage_options=options)
+    return pl.scan_parquet(source, hive_partitioning=True, hive_schema={"video": pl.String}, storage_options=options)
+
+
+def lazy_tables(lake_uri: str) -> dict[str, pl.LazyFrame]:
+    return {table: scan(lake_uri, table) for table in VIEWS}

@@ -2,7 +2,8 @@
 
 - ``bodyscript process VIDEO [--json]``: register the video as a partition and materialize its assets
   through the local Dagster instance, so the run also shows in the UI.
-- ``bodyscript query SQL [--format table|csv|json]``: query the lake's DuckDB views.
+- ``bodyscript query SQL [--format table|csv|json|parquet] [--output FILE]``: query the lake's DuckDB views.
+- ``bodyscript export PARTITION --format csv|json [--output FILE]``: one video's landmarks for other tools.
 - ``bodyscript model``: fetch the pose model into the cache (``make setup`` runs it) and print its path.
 
 Expected failures print one line on stderr and exit non-zero; no traceback.
@@ -40,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     process.add_argument("--partition", help="partition key to use (default: derived from the file name)")
     query = commands.add_parser("query", help="run SQL against the lake's views")
     query.add_argument("sql")
-    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    query.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
+    query.add_argument("--output", type=Path, help="write to this file instead of stdout (required for parquet)")
+    export = commands.add_parser("export", help="export one video's landmarks as long CSV or JSON")
+    export.add_argument("partition")
+    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--output", type=Path, help="write to this file instead of stdout")
     commands.add_parser("model", help="fetch the pose model into the cache and print its path")
     args = parser.parse_args(argv)
     try:
@@ -48,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "process":
             return _process(settings, args.video, args.partition, as_json=args.json)
         if args.command == "query":
-            return _query(settings, args.sql, args.format)
+            return _query(settings, args.sql, args.format, args.output)
+        if args.command == "export":
+            return _export(settings, args.partition, args.format, args.output)
         return _model(settings)
     except BodyscriptError as exc:
         print(f"bodyscript: error: {exc}", file=sys.stderr)
@@ -248,25 +256,53 @@ class _ProgressBar:
         self._out.flush()
 
 
-def _query(settings: Settings, sql: str, fmt: str) -> int:
+def _query(settings: Settings, sql: str, fmt: str, output: Path | None) -> int:
     import duckdb
 
     from bodyscript_pipeline.analytics import connect
 
+    if fmt == "parquet" and output is None:
+        raise BodyscriptError("--format parquet needs --output FILE")
     try:
         frame = connect(settings.lake_uri).sql(sql).pl()
     except duckdb.Error as exc:
         raise BodyscriptError(str(exc).splitlines()[0]) from None
+    if fmt == "parquet":
+        assert output is not None
+        frame.write_parquet(output, compression="zstd")
+        return 0
     if fmt == "csv":
-        sys.stdout.write(frame.write_csv())
+        text = frame.write_csv()
     elif fmt == "json":
-        sys.stdout.write(json.dumps(frame.to_dicts(), default=str) + "\n")
+        text = json.dumps(frame.to_dicts(), default=str) + "\n"
     else:
         import polars as pl
 
         with pl.Config(tbl_rows=50, tbl_cols=-1, fmt_str_lengths=60):
-            print(frame)
+            text = f"{frame}\n"
+    _emit(text, output)
     return 0
+
+
+def _export(settings: Settings, partition: str, fmt: str, output: Path | None) -> int:
+    from bodyscript_pipeline.exports import write_json, write_long_csv
+
+    writer = write_long_csv if fmt == "csv" else write_json
+    if output is None:
+        writer(settings.lake_uri, partition, sys.stdout)
+        return 0
+    staging = output.with_name(f".{output.name}.partial")
+    with staging.open("w", encoding="utf-8", newline="") as out:
+        writer(settings.lake_uri, partition, out)
+    staging.replace(output)
+    return 0
+
+
+def _emit(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import PROCESS_VIDEO_ASSETS, PROCESS_VIDEO_JOB, process_video_job, source_video
+from assets import PROCESS_VIDEO_ASSETS, PROCESS_VIDEO_JOB, fleet_summary, process_video_job, source_video
 from bodyscript_pipeline.settings import Settings
 from resources import PipelineResource
 from sensors import build_automation
@@ -16,7 +16,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     automation = build_automation(settings)
     return dg.Definitions(
-        assets=[source_video, *PROCESS_VIDEO_ASSETS],
+        assets=[source_video, *PROCESS_VIDEO_ASSETS, fleet_summary],
         jobs=[process_video_job, *automation.jobs],
         sensors=automation.sensors,
         schedules=automation.schedules,

@@ -10,6 +10,7 @@
 <lake>/frame_metrics/video=<partition>/part-0.parquet frame x person: angles, velocities
 <lake>/video_metrics/video=<partition>/part-0.parquet video x joint: range of motion
 <lake>/overlays/video=<partition>/overlay.mp4, thumbnail.jpg
+<lake>/fleet_summary/part-0.parquet                   one row per video: the fleet at a glance
 ```
 """
 
@@ -20,6 +21,10 @@ from dataclasses import dataclass
 from bodyscript_pipeline.storage import join
 
 TABLES = ("videos", "frames", "landmarks", "frame_metrics", "video_metrics")
+
+
+def fleet_summary_uri(lake_uri: str) -> str:
+    return join(lake_uri, "fleet_summary", "part-0.parquet")
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,22 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bodyscript_pipeline import storage
-from bodyscript_pipeline.schemas import with_table_metadata
+from bodyscript_pipeline.precision import round_array
+from bodyscript_pipeline.schemas import STORED_MANTISSA_BITS, with_table_metadata
 
 ROW_GROUP_ROWS = 256 * 1024
+COMPRESSION_LEVEL = 9
 
 
 class TableWriter:
-    """Appends record batches of one table to a Parquet file in bounded row groups."""
+    """Appends record batches of one table to a Parquet file in bounded row groups, float columns rounded
+    to the table's stored precision."""
 
-    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema) -> None:
+    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema, precision: dict[str, int]) -> None:
         self._writer = writer
         self.schema = schema
         self.rows = 0
+        self._precision = {schema.get_field_index(name): bits for name, bits in precision.items()}
 
     def write_columns(self, columns: dict[str, Any]) -> None:
         batch = pa.RecordBatch.from_pydict(columns, schema=self.schema)
@@ -32,19 +36,36 @@ class TableWriter:
         self._writer.add_key_value_metadata(metadata)
 
     def write_batch(self, batch: pa.RecordBatch) -> None:
-        if batch.num_rows:
-            self._writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
-            self.rows += batch.num_rows
+        if not batch.num_rows:
+            return
+        if self._precision:
+            columns = list(batch.columns)
+            for index, bits in self._precision.items():
+                columns[index] = round_array(columns[index], bits)
+            batch = pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        self._writer.write_batch(batch, row_group_size=ROW_GROUP_ROWS)
+        self.rows += batch.num_rows
 
 
 @contextmanager
 def table_writer(table: str, uri: str, extra_metadata: dict[str, str] | None = None) -> Iterator[TableWriter]:
     """Write one table's file; it appears at ``uri`` only once complete."""
     schema = with_table_metadata(table, extra_metadata)
+    floats = [f.name for f in schema if pa.types.is_floating(f.type)]
     with storage.staged_output(uri) as local:
-        writer = pq.ParquetWriter(local, schema, compression="zstd", compression_level=3)
+        # Floats: byte-stream-split (their bytes compress apart). Dictionaries for strings only: small integer
+        # columns are smaller and decode faster as plain values under zstd (measured on a 50M-row lake).
+        writer = pq.ParquetWriter(
+            local,
+            schema,
+            compression="zstd",
+            compression_level=COMPRESSION_LEVEL,
+            use_byte_stream_split=floats or False,
+            use_dictionary=[f.name for f in schema if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)]
+            or False,
+        )
         try:
-            yield TableWriter(writer, schema)
+            yield TableWriter(writer, schema, STORED_MANTISSA_BITS.get(table, {}))
         finally:
             writer.close()
 

@@ -29,7 +29,7 @@ from bodyscript_pipeline.sources import load_source
 from bodyscript_pipeline.video_io import FrameIndex, H264Writer, Probe, iter_frames, probe_video
 
 Progress = Callable[[int, int], None]
-POSE_BATCH_FRAMES = 256
+POSE_BATCH_FRAMES = 1024  # frames per Parquet row group of landmarks: bounded memory, good compression
 
 
 def _no_progress(done: int, total: int) -> None:

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from assets import fleet_summary
 from bodyscript_pipeline.settings import Settings
 from sensors.drop_zone import DROP_ZONE_SENSOR, build_drop_zone_sensor
 from sensors.retention import (
@@ -22,10 +23,20 @@ class Automation:
     jobs: list[dg.JobDefinition]
 
 
+FLEET_AUTOMATION_SENSOR = "fleet_automation_sensor"
+
+
 def build_automation(settings: Settings) -> Automation:
     retention_job, retention_schedule = build_retention(settings)
+    # Evaluates the fleet summary's automation condition; on by default, unlike Dagster's default one.
+    fleet_sensor = dg.AutomationConditionSensorDefinition(
+        FLEET_AUTOMATION_SENSOR,
+        target=[fleet_summary],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=30,
+    )
     return Automation(
-        sensors=[build_drop_zone_sensor(settings), build_source_cleanup_sensor(settings)],
+        sensors=[build_drop_zone_sensor(settings), build_source_cleanup_sensor(settings), fleet_sensor],
         schedules=[retention_schedule],
         jobs=[retention_job],
     )
@@ -33,6 +44,7 @@ def build_automation(settings: Settings) -> Automation:
 
 __all__ = [
     "DROP_ZONE_SENSOR",
+    "FLEET_AUTOMATION_SENSOR",
     "RETENTION_JOB",
     "RETENTION_SCHEDULE",
     "SOURCE_CLEANUP_SENSOR",

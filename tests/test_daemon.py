@@ -15,7 +15,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from bodyscript_pipeline.lake import VideoLake
+from bodyscript_pipeline.lake import VideoLake, fleet_summary_uri
 from bodyscript_pipeline.partition_keys import partition_key_for
 from bodyscript_pipeline.settings import Settings
 from sensors import DROP_ZONE_SENSOR
@@ -75,11 +75,14 @@ def test_daemon_processes_a_drop_once(
     (drop / "lab").mkdir(parents=True)
     shutil.copyfile(clip, drop / "lab" / "jump.mp4")
 
-    def finished_runs() -> list[dg.DagsterRun]:
-        return [r for r in daemon.get_runs() if r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)]
+    def video_runs() -> list[dg.DagsterRun]:
+        return [r for r in daemon.get_runs() if "dagster/partition" in r.tags]
 
-    wait_for(lambda: len(finished_runs()) == 1, 300, "the dropped video's run to finish")
-    (run,) = daemon.get_runs()
+    def finished(runs: list[dg.DagsterRun]) -> list[dg.DagsterRun]:
+        return [r for r in runs if r.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)]
+
+    wait_for(lambda: len(finished(video_runs())) == 1, 300, "the dropped video's run to finish")
+    (run,) = video_runs()
     assert run.status == dg.DagsterRunStatus.SUCCESS
     key = partition_key_for("lab/jump.mp4")
     assert run.tags["dagster/partition"] == key
@@ -89,8 +92,12 @@ def test_daemon_processes_a_drop_once(
     assert Path(lake.overlay.removeprefix("file://")).is_file()
     assert (drop / "lab" / "jump.mp4").read_bytes() == clip.read_bytes(), "the source stays where it was"
 
+    # The fleet summary follows: its automation sensor launches a rebuild that includes the new video.
+    summary = Path(fleet_summary_uri(bodyscript_home.lake_uri).removeprefix("file://"))
+    wait_for(lambda: summary.is_file() and key in pl.read_parquet(summary)["video"].to_list(), 180, "fleet summary")
+
     # The same bytes dropped again (new mtime): further ticks run, no new run.
     ticks_before = len(sensor_ticks(daemon))
     shutil.copyfile(clip, drop / "lab" / "jump.mp4")
     wait_for(lambda: len(sensor_ticks(daemon)) >= ticks_before + 4, 120, "four more sensor ticks")
-    assert len(daemon.get_runs()) == 1
+    assert len(video_runs()) == 1

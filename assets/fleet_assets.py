@@ -1,0 +1,38 @@
+"""Fleet-wide assets, unpartitioned, kept up to date as video partitions complete."""
+
+import dagster as dg
+
+from assets.metadata import output_locations, preview
+from assets.video_assets import metrics
+from bodyscript_pipeline.fleet import LOW_DETECTION_RATE, build_fleet_summary
+from resources import PipelineResource
+
+# Rebuild whenever any video's metrics were materialized since the last rebuild, once nothing of this asset
+# is running. (Dagster's eager() would also wait for every partition to exist, and one failed video would
+# then hold the summary back forever.)
+FLEET_AUTOMATION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled() & ~dg.AutomationCondition.in_progress()
+)
+
+
+@dg.asset(
+    deps=[metrics],
+    group_name="fleet",
+    code_version="1",
+    kinds={"duckdb", "parquet"},
+    automation_condition=FLEET_AUTOMATION,
+    description="One row per processed video: detection, visibility, knee range of motion, throughput.",
+)
+def fleet_summary(pipeline: PipelineResource) -> dg.MaterializeResult:
+    summary = build_fleet_summary(pipeline.lake_uri)
+    worst = sorted(summary.table.to_pylist(), key=lambda row: row["detection_rate"])
+    return dg.MaterializeResult(
+        metadata={
+            **output_locations(pipeline, uri=summary.uri),
+            "dagster/row_count": summary.videos,
+            "videos": summary.videos,
+            "frames": summary.frames,
+            f"videos_below_{LOW_DETECTION_RATE:.0%}_detection": len(summary.low_detection_videos),
+            "lowest_detection": preview(worst, limit=20),
+        }
+    )
