@@ -95,7 +95,11 @@ def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> 
     with user_errors():
         model = pipeline.model()
         result = steps.estimate_landmarks(
-            pipeline.lake_uri, context.partition_key, model, progress=progress_logger(context)
+            pipeline.lake_uri,
+            context.partition_key,
+            model,
+            workers=pipeline.pose_workers,
+            progress=progress_logger(context),
         )
     sample = first_rows(result.uri, 33 * 8)
     sample = sample.filter(pc.is_valid(sample["person"]))
@@ -108,6 +112,7 @@ def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> 
             "detection_rate": result.detection_rate,
             "pose_seconds": result.seconds,
             "pose_frames_per_s": result.frames_per_s,
+            "pose_workers": pipeline.pose_workers,
             "model": model.variant,
             "model_sha256": model.sha256,
             "preview": preview(sample.slice(0, 33).to_pylist(), limit=33),

@@ -9,6 +9,7 @@
 | ``BODYSCRIPT_MODEL_SOURCE``| the official MediaPipe URL of that model  |
 | ``BODYSCRIPT_MODEL_SHA256``| the official hash of that model           |
 | ``BODYSCRIPT_MIN_VISIBILITY`` | ``0.5`` (landmarks below are not drawn or measured) |
+| ``BODYSCRIPT_POSE_WORKERS`` | the number of cores: parallel frame ranges of pose inference per video |
 | ``DAGSTER_HOME``           | ``$BODYSCRIPT_HOME/dagster``              |
 | ``BODYSCRIPT_SENSOR_INTERVAL_S`` | ``15``: seconds between drop-zone scans |
 | ``BODYSCRIPT_SCAN_MAX_PAGES`` | ``20``: listing pages per scan          |
@@ -43,6 +44,7 @@ class Settings:
     model_sha256: str
     min_visibility: float
     dagster_home: Path
+    pose_workers: int = 1
     sensor_interval_s: int = 15
     scan_max_pages: int = 20
     scan_page_size: int = 1000
@@ -80,6 +82,7 @@ class Settings:
             model_sha256=(env.get("BODYSCRIPT_MODEL_SHA256") or spec.sha256).lower(),
             min_visibility=_number(env, "BODYSCRIPT_MIN_VISIBILITY", 0.5),
             dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve(),
+            pose_workers=max(1, int(_number(env, "BODYSCRIPT_POSE_WORKERS", os.cpu_count() or 1))),
             sensor_interval_s=int(_number(env, "BODYSCRIPT_SENSOR_INTERVAL_S", 15)),
             scan_max_pages=int(_number(env, "BODYSCRIPT_SCAN_MAX_PAGES", 20)),
             scan_page_size=int(_number(env, "BODYSCRIPT_SCAN_PAGE_SIZE", 1000)),

@@ -7,6 +7,7 @@ results (counts, URIs, timings) are returned to the caller.
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,13 +24,12 @@ from bodyscript_pipeline.lake import VideoLake
 from bodyscript_pipeline.metrics import detection_summary, frame_metrics, video_metrics
 from bodyscript_pipeline.model import ModelFile
 from bodyscript_pipeline.parquet_io import file_metadata, iter_batches, read_table, table_writer, write_table
-from bodyscript_pipeline.pose import PoseEstimator, merge_columns, result_columns
+from bodyscript_pipeline.pose_chunks import estimate_in_chunks
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
 from bodyscript_pipeline.sources import load_source
 from bodyscript_pipeline.video_io import FrameIndex, H264Writer, Probe, iter_frames, probe_video
 
 Progress = Callable[[int, int], None]
-POSE_BATCH_FRAMES = 1024  # frames per Parquet row group of landmarks: bounded memory, good compression
 
 
 def _no_progress(done: int, total: int) -> None:
@@ -102,31 +102,22 @@ class LandmarksResult:
 
 
 def estimate_landmarks(
-    lake_uri: str, partition: str, model: ModelFile, progress: Progress = _no_progress
+    lake_uri: str, partition: str, model: ModelFile, workers: int = 1, progress: Progress = _no_progress
 ) -> LandmarksResult:
-    """Run the pose model on every frame, in order, streaming rows to Parquet in bounded batches."""
+    """Run the pose model on every frame, in ``workers`` parallel frame ranges, and write the rows in frame
+    order, streaming in bounded batches."""
     lake = VideoLake(lake_uri, partition)
     probe = load_probe(lake)
     index = load_frame_index(lake)
     uri = lake.table_part("landmarks")
     started = time.perf_counter()
-    frames = detected = 0
     meta = {"bodyscript.model": model.variant, "bodyscript.model_sha256": model.sha256}
-    with storage.local_copy(_frame_video_uri(lake)) as video, table_writer("landmarks", uri, meta) as out:
-        with PoseEstimator(model.path) as estimator:
-            parts: list[dict[str, list[object]]] = []
-            for frame_index, pts, image in iter_frames(video, probe, index):
-                timestamp_ms = probe.timestamp_ms(pts)
-                result = estimator.detect(image, timestamp_ms)
-                detected += bool(result.pose_landmarks)
-                parts.append(result_columns(frame_index, timestamp_ms, result))
-                frames += 1
-                if len(parts) == POSE_BATCH_FRAMES:
-                    out.write_columns(merge_columns(parts))
-                    parts = []
-                    progress(frames, len(index))
-            out.write_columns(merge_columns(parts))
-            progress(frames, len(index))
+    with (
+        storage.local_copy(_frame_video_uri(lake)) as video,
+        tempfile.TemporaryDirectory(prefix="bodyscript-pose-") as workdir,
+        table_writer("landmarks", uri, meta) as out,
+    ):
+        frames, detected = estimate_in_chunks(video, probe, index, model.path, workers, Path(workdir), out, progress)
         seconds = time.perf_counter() - started
         out.add_metadata({"bodyscript.pose_seconds": f"{seconds:.6f}", "bodyscript.frames": str(frames)})
         rows = out.rows

@@ -207,7 +207,8 @@ class H264Writer:
         stream.pix_fmt = "yuv420p"
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
-        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        # superfast: about half the encoding time of veryfast for files ~1.8x larger, still a few Mbit/s at 1080p.
+        stream.options = {"crf": str(crf), "preset": "superfast"}
         self._stream = stream
         self.frames = 0
 

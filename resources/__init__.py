@@ -42,6 +42,7 @@ class PipelineResource(dg.ConfigurableResource):
     model_source: str
     model_sha256: str
     min_visibility: float
+    pose_workers: int
     presign_expiry_s: int
     s3: S3Resource
 
@@ -55,6 +56,7 @@ class PipelineResource(dg.ConfigurableResource):
             model_source=settings.model_source,
             model_sha256=settings.model_sha256,
             min_visibility=settings.min_visibility,
+            pose_workers=settings.pose_workers,
             presign_expiry_s=settings.presign_expiry_s,
             s3=s3_resource_from_env(),
         )
@@ -68,6 +70,7 @@ class PipelineResource(dg.ConfigurableResource):
             model_source=self.model_source,
             model_sha256=self.model_sha256,
             min_visibility=self.min_visibility,
+            pose_workers=self.pose_workers,
             presign_expiry_s=self.presign_expiry_s,
         )
 
