@@ -58,7 +58,7 @@ def progress_logger(context: dg.AssetExecutionContext, every: int = 10) -> Calla
 )
 def frames(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     with user_errors():
-        result = steps.extract_frames(pipeline.lake_uri, context.partition_key)
+        result = steps.extract_frames(pipeline.lake_uri, context.partition_key, pipeline.limits)
     probe = result.probe
     index = first_rows(result.index_uri, 10)
     return dg.MaterializeResult(
@@ -75,6 +75,7 @@ def frames(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.
             "height": probe.height,
             "rotation": probe.rotation,
             "variable_frame_rate": probe.variable_frame_rate,
+            **({"warning": probe.decode_error} if probe.decode_error else {}),
             "preview": preview(index.slice(0, 10).to_pylist()),
         },
         data_version=dg.DataVersion(result.source_version),

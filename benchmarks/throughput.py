@@ -40,7 +40,7 @@ def loop_clip(source: Path, target: Path, seconds: float) -> int:
         span = max(p.pts for p in packets) - min(p.pts for p in packets) + (packets[1].pts - packets[0].pts)
         with av.open(str(target), "w") as out:
             out_stream = out.add_stream_from_template(stream)
-            loops = max(1, round(seconds / float(span * tb)))
+            loops = max(1, round(seconds / float(span * tb)))  # whole loops: each starts on a keyframe
             for k in range(loops):
                 for packet in packets:
                     packet.pts += span if k else 0
@@ -140,7 +140,7 @@ def main() -> None:
                 "process": run_process(video, env),
             }
             bare_fps = rows["bare"]["frames"] / rows["bare"]["seconds"]
-            print(f"-- {duration:g} s clip, {frames} frames")
+            print(f"-- {duration:g} s asked: {frames} frames, {frames / 30:.1f} s at the clip's 30 fps")
             for name, row in rows.items():
                 fps = row["frames"] / row["seconds"]
                 print(

@@ -9,6 +9,7 @@
 | ``BODYSCRIPT_MODEL_SOURCE``| the official MediaPipe URL of that model  |
 | ``BODYSCRIPT_MODEL_SHA256``| the official hash of that model           |
 | ``BODYSCRIPT_MIN_VISIBILITY`` | ``0.5`` (landmarks below are not drawn or measured) |
+| ``BODYSCRIPT_MAX_BYTES``, ``_MAX_DURATION_S``, ``_MAX_PIXELS``, ``_MAX_FRAMES`` | input limits (validation.py) |
 | ``BODYSCRIPT_POSE_WORKERS`` | the number of cores: parallel frame ranges of pose inference per video |
 | ``DAGSTER_HOME``           | ``$BODYSCRIPT_HOME/dagster``              |
 | ``BODYSCRIPT_SENSOR_INTERVAL_S`` | ``15``: seconds between drop-zone scans |
@@ -27,11 +28,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.model_catalog import MODEL_VARIANTS
+from bodyscript_pipeline.validation import Limits
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Settings:
     min_visibility: float
     dagster_home: Path
     pose_workers: int = 1
+    limits: Limits = field(default_factory=Limits)
     sensor_interval_s: int = 15
     scan_max_pages: int = 20
     scan_page_size: int = 1000
@@ -83,6 +86,12 @@ class Settings:
             min_visibility=_number(env, "BODYSCRIPT_MIN_VISIBILITY", 0.5),
             dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve(),
             pose_workers=max(1, int(_number(env, "BODYSCRIPT_POSE_WORKERS", os.cpu_count() or 1))),
+            limits=Limits(
+                max_bytes=int(_number(env, "BODYSCRIPT_MAX_BYTES", Limits.max_bytes)),
+                max_duration_s=_number(env, "BODYSCRIPT_MAX_DURATION_S", Limits.max_duration_s),
+                max_pixels=int(_number(env, "BODYSCRIPT_MAX_PIXELS", Limits.max_pixels)),
+                max_frames=int(_number(env, "BODYSCRIPT_MAX_FRAMES", Limits.max_frames)),
+            ),
             sensor_interval_s=int(_number(env, "BODYSCRIPT_SENSOR_INTERVAL_S", 15)),
             scan_max_pages=int(_number(env, "BODYSCRIPT_SCAN_MAX_PAGES", 20)),
             scan_page_size=int(_number(env, "BODYSCRIPT_SCAN_PAGE_SIZE", 1000)),

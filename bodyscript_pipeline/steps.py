@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.drawing import draw_skeletons
+from bodyscript_pipeline.errors import VideoError
 from bodyscript_pipeline.lake import VideoLake
 from bodyscript_pipeline.metrics import detection_summary, frame_metrics, video_metrics
 from bodyscript_pipeline.model import ModelFile
@@ -27,6 +28,7 @@ from bodyscript_pipeline.parquet_io import file_metadata, iter_batches, read_tab
 from bodyscript_pipeline.pose_chunks import estimate_in_chunks
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
 from bodyscript_pipeline.sources import load_source
+from bodyscript_pipeline.validation import Limits, check_size
 from bodyscript_pipeline.video_io import FrameIndex, H264Writer, Probe, iter_frames, probe_video
 
 Progress = Callable[[int, int], None]
@@ -58,13 +60,21 @@ class FramesResult:
     video_uri: str
 
 
-def extract_frames(lake_uri: str, partition: str) -> FramesResult:
-    """Probe the source, copy it into the lake, and write the frame index every later step reads by."""
+def extract_frames(lake_uri: str, partition: str, limits: Limits | None = None) -> FramesResult:
+    """Check and probe the source, copy it into the lake, and write the frame index every later step reads by.
+    The source object itself is only ever read."""
+    limits = limits or Limits()
     lake = VideoLake(lake_uri, partition)
     source = load_source(lake_uri, partition)
     video_uri = source_copy_uri(lake, source.uri)
+    name = PurePosixPath(source.uri).name
+    try:
+        size = storage.size_of(source.uri)
+    except FileNotFoundError:
+        raise VideoError(f"{name}: the source object no longer exists ({source.uri})") from None
+    check_size(name, size, limits)
     with storage.local_copy(source.uri) as local:
-        probe, index = probe_video(local)
+        probe, index = probe_video(local, limits)
         storage.put_file(local, video_uri)
     timestamps = [probe.timestamp_ms(p) for p in index.pts]
     frames = pa.table(

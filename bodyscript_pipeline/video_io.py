@@ -17,6 +17,10 @@ import av
 import numpy as np
 
 from bodyscript_pipeline.errors import VideoError
+from bodyscript_pipeline.validation import Limits, check_dimensions, check_duration, check_frame_count
+
+# Demuxers of still images: a photo renamed .mp4 opens as a one-frame "video" and is not one.
+IMAGE_FORMATS = frozenset({"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "gif", "bmp_pipe", "tiff_pipe"})
 
 # Variable frame rate: frame intervals that differ from the median by more than this fraction.
 VFR_TOLERANCE = 0.1
@@ -40,6 +44,7 @@ class Probe:
     time_base_den: int
     start_pts: int
     variable_frame_rate: bool
+    decode_error: str | None = None  # set when decoding stopped early: the frames before it are kept
 
     @property
     def time_base(self) -> Fraction:
@@ -69,13 +74,27 @@ class FrameIndex:
 
 def _open(path: Path) -> av.container.InputContainer:
     try:
+        # Only the local file itself: no URLs, playlists or other files referenced from its contents.
         container = av.open(str(path), mode="r", options={"protocol_whitelist": "file"})
     except (av.FFmpegError, OSError) as exc:
         raise VideoError(f"{path.name}: not a readable video ({_reason(exc)})") from None
-    if not container.streams.video:
+    if container.format.name in IMAGE_FORMATS or container.format.name.startswith("image2"):
         container.close()
-        raise VideoError(f"{path.name}: contains no video stream")
+        raise VideoError(f"{path.name}: a still image ({container.format.name}), not a video")
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+        mp4 = container.format.name.startswith("mov")
+        container.close()
+        if mp4 and "audio" not in kinds:
+            raise VideoError(f"{path.name}: incomplete MP4, its index (moov) is missing: was the upload cut short?")
+        raise VideoError(f"{path.name}: contains no video stream (only {', '.join(kinds)})")
     return container
+
+
+def _declared_duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / 1_000_000 if container.duration else None
 
 
 def _reason(exc: BaseException) -> str:
@@ -95,16 +114,24 @@ def upright(image: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def probe_video(path: Path) -> tuple[Probe, FrameIndex]:
-    """Decode the whole video once: the real frame count and each frame's pts, not the header's claims."""
+def probe_video(path: Path, limits: Limits | None = None) -> tuple[Probe, FrameIndex]:
+    """Decode the whole video once: the real frame count and each frame's pts, not the header's claims.
+
+    The header is checked against ``limits`` before any decoding, the real frame count while decoding. A
+    stream that breaks off keeps the frames decoded before the break, and says so in ``decode_error``.
+    """
+    limits = limits or Limits()
     container = _open(path)
     try:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        check_dimensions(path.name, int(stream.codec_context.width), int(stream.codec_context.height), limits)
+        check_duration(path.name, _declared_duration_s(container, stream), limits)
         pts: list[int] = []
         keyframe: list[bool] = []
         rotation = 0
         last = -1
+        decode_error: str | None = None
         try:
             for frame in container.decode(stream):
                 if not pts:
@@ -115,9 +142,12 @@ def probe_video(path: Path) -> tuple[Probe, FrameIndex]:
                 pts.append(value)
                 keyframe.append(bool(frame.key_frame))
                 last = value
+                if len(pts) > limits.max_frames:
+                    check_frame_count(path.name, len(pts), limits)
         except av.FFmpegError as exc:
             if not pts:
                 raise VideoError(f"{path.name}: no decodable video frame ({_reason(exc)})") from None
+            decode_error = f"decoding stopped after frame {len(pts) - 1}: {_reason(exc)}"
         if not pts:
             raise VideoError(f"{path.name}: no decodable video frame")
         time_base = stream.time_base or Fraction(1, 1000)
@@ -150,7 +180,9 @@ def probe_video(path: Path) -> tuple[Probe, FrameIndex]:
             time_base_den=time_base.denominator,
             start_pts=pts[0],
             variable_frame_rate=vfr,
+            decode_error=decode_error,
         )
+        check_duration(path.name, duration_s, limits)
         return probe, FrameIndex(pts, keyframe)
     finally:
         container.close()

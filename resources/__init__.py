@@ -18,6 +18,7 @@ from dagster_aws.s3 import S3Resource
 
 from bodyscript_pipeline.model import ModelFile, ensure_model
 from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.validation import Limits
 
 
 @functools.cache
@@ -43,6 +44,10 @@ class PipelineResource(dg.ConfigurableResource):
     model_sha256: str
     min_visibility: float
     pose_workers: int
+    max_bytes: int
+    max_duration_s: float
+    max_pixels: int
+    max_frames: int
     presign_expiry_s: int
     s3: S3Resource
 
@@ -57,6 +62,10 @@ class PipelineResource(dg.ConfigurableResource):
             model_sha256=settings.model_sha256,
             min_visibility=settings.min_visibility,
             pose_workers=settings.pose_workers,
+            max_bytes=settings.limits.max_bytes,
+            max_duration_s=settings.limits.max_duration_s,
+            max_pixels=settings.limits.max_pixels,
+            max_frames=settings.limits.max_frames,
             presign_expiry_s=settings.presign_expiry_s,
             s3=s3_resource_from_env(),
         )
@@ -71,8 +80,13 @@ class PipelineResource(dg.ConfigurableResource):
             model_sha256=self.model_sha256,
             min_visibility=self.min_visibility,
             pose_workers=self.pose_workers,
+            limits=self.limits,
             presign_expiry_s=self.presign_expiry_s,
         )
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_bytes, self.max_duration_s, self.max_pixels, self.max_frames)
 
     def model(self) -> ModelFile:
         """The pose model file, fetched into the cache on first use and hash-checked."""

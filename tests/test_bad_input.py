@@ -1,0 +1,176 @@
+"""Bad input gets one clear line, on that video alone, and the source is never touched."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import av
+import cv2
+import dagster as dg
+import numpy as np
+import polars as pl
+import pytest
+
+from assets import PROCESS_VIDEO_ASSETS, videos_partitions
+from bodyscript_pipeline import steps, storage
+from bodyscript_pipeline.errors import VideoError
+from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.sources import register_source
+from bodyscript_pipeline.validation import Limits
+from bodyscript_pipeline.video_io import probe_video
+from resources import PipelineResource
+from tests.s3_server import S3Server
+from tests.sensor_harness import harness_for
+from tests.video_factory import clip_of, pattern_video, write_video
+
+
+def one_line_error(path: Path, limits: Limits | None = None) -> str:
+    with pytest.raises(VideoError) as failure:
+        probe_video(path, limits)
+    message = str(failure.value)
+    assert "\n" not in message and path.name in message
+    return message
+
+
+def test_jpeg_renamed_mp4(tmp_path: Path) -> None:
+    _, jpeg = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))
+    fake = tmp_path / "holiday.mp4"
+    fake.write_bytes(jpeg.tobytes())
+    assert "still image" in one_line_error(fake)
+
+
+def test_audio_only_mp4(tmp_path: Path) -> None:
+    path = tmp_path / "voice.mp4"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        for i in range(10):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    assert "no video stream (only audio)" in one_line_error(path)
+
+
+def test_truncated_without_index(tmp_path: Path) -> None:
+    """An upload cut short before the MP4 index (moov, written last by default) was sent."""
+    whole = pattern_video(tmp_path / "whole.mp4", count=30)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 2 // 3])
+    assert "incomplete MP4" in one_line_error(cut)
+
+
+def test_truncated_mid_stream_keeps_what_decodes(tmp_path: Path) -> None:
+    """Index first (faststart), media cut: the frames before the cut are kept, and the probe says so."""
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "+faststart"}) as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(60):
+            noise = np.random.default_rng(i).integers(0, 255, (48, 64, 3), np.uint8)
+            frame = av.VideoFrame.from_ndarray(noise, format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    probe, index = probe_video(cut)
+    assert 0 < probe.frame_count < 60 == probe_video(whole)[0].frame_count
+    assert len(index) == probe.frame_count
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        (Limits(max_pixels=1000), "64x48 frames exceed the limit of 1,000 pixels"),
+        (Limits(max_duration_s=0.2), "over the 0 s limit"),
+        (Limits(max_frames=5), "more than 5 frames"),
+    ],
+)
+def test_limits_reject_before_or_while_decoding(tmp_path: Path, limits: Limits, expected: str) -> None:
+    video = pattern_video(tmp_path / "clip.mp4", count=12)
+    assert expected in one_line_error(video, limits)
+
+
+def test_size_limit_and_empty_file_checked_before_reading(bodyscript_home: Settings, tmp_path: Path) -> None:
+    video = pattern_video(tmp_path / "clip.mp4", count=12)
+    register_source(bodyscript_home.lake_uri, "big", f"file://{video}")
+    with pytest.raises(VideoError, match="GB limit"):
+        steps.extract_frames(bodyscript_home.lake_uri, "big", Limits(max_bytes=100))
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    register_source(bodyscript_home.lake_uri, "empty", f"file://{empty}")
+    with pytest.raises(VideoError, match="empty file"):
+        steps.extract_frames(bodyscript_home.lake_uri, "empty")
+    assert video.stat().st_size > 100 and empty.exists()
+
+
+def test_one_frame_with_nobody_in_view(bodyscript_home: Settings, tmp_path: Path) -> None:
+    video = write_video(tmp_path / "still.mp4", [np.full((96, 128, 3), 90, np.uint8)])
+    resources = {"pipeline": PipelineResource.from_settings(bodyscript_home)}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(videos_partitions.name, ["still"])
+        register_source(bodyscript_home.lake_uri, "still", f"file://{video}")
+        result = dg.materialize(PROCESS_VIDEO_ASSETS, instance=instance, partition_key="still", resources=resources)
+    assert result.success
+    lake = Path(bodyscript_home.lake_uri.removeprefix("file://"))
+    landmarks = pl.read_parquet(lake / "landmarks" / "video=still" / "part-0.parquet")
+    assert landmarks.height == 1 and landmarks["person"].null_count() == 1, "one explicit undetected frame"
+    videos = pl.read_parquet(lake / "videos" / "video=still" / "part-0.parquet").row(0, named=True)
+    assert (videos["frame_count"], videos["detected_frames"], videos["detection_rate"]) == (1, 0, 0.0)
+    assert pl.read_parquet(lake / "frame_metrics" / "video=still" / "part-0.parquet").height == 0
+
+
+def test_bad_video_fails_alone(bodyscript_home: Settings, demo_video: Path, tmp_path: Path) -> None:
+    """In the same instance, a broken upload fails with its reason; the next video still runs."""
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
+    good = clip_of(demo_video, tmp_path / "good.mp4", 10, size=(442, 248))
+    resources = {"pipeline": PipelineResource.from_settings(bodyscript_home)}
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(videos_partitions.name, ["broken", "good"])
+        register_source(bodyscript_home.lake_uri, "broken", f"file://{bad}")
+        register_source(bodyscript_home.lake_uri, "good", f"file://{good}")
+        failed = dg.materialize(
+            PROCESS_VIDEO_ASSETS, instance=instance, partition_key="broken", resources=resources, raise_on_error=False
+        )
+        assert not failed.success
+        (failure,) = [e for e in failed.all_events if e.is_step_failure]
+        reason = failure.step_failure_data.user_failure_data.description
+        assert reason.startswith("broken.mp4: not a readable video") and "\n" not in reason
+        assert failure.step_failure_data.user_failure_data.metadata["reason"].value == reason
+        worked = dg.materialize(PROCESS_VIDEO_ASSETS, instance=instance, partition_key="good", resources=resources)
+        assert worked.success
+    assert bad.read_bytes().startswith(b"\x00\x00\x00\x18ftypmp42"), "the source stays as it was"
+
+
+def test_hostile_object_keys_on_s3(bodyscript_home: Settings, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spaces, unicode, '..' and very long names: each its own partition, each read back as itself."""
+    keys = ["with space.mp4", "ünïcødé 视频.mp4", "x/../evil.mp4", "evil.mp4", "l" * 900 + ".mp4"]
+    with harness_for(monkeypatch, s3) as harness:
+        for key in keys:
+            harness.put(key, key.encode())
+        requests = harness.tick().run_requests
+        assert len({r.partition_key for r in requests}) == len(keys)
+        for request in requests:
+            uri = request.tags["bodyscript/source_uri"]
+            key = uri.removeprefix("s3://drop/incoming/")
+            assert storage.read_bytes(uri) == key.encode(), f"{uri} reads its own object"
+            assert len(request.partition_key) <= 89
+
+
+def test_local_names_with_spaces_and_unicode(bodyscript_home: Settings, demo_video: Path) -> None:
+    drop = Path(bodyscript_home.drop_uri.removeprefix("file://")) / "séance 1"
+    drop.mkdir(parents=True)
+    shutil.copyfile(demo_video, drop / "saut à la corde.mp4")
+    from bodyscript_pipeline.drop_scan import ScanState, scan
+    from bodyscript_pipeline.drop_zone import lister_for
+
+    result = scan(lister_for(bodyscript_home.drop_uri), ScanState(), max_pages=5, max_new=5, settle_seconds=0,
+                  now=float("inf"))  # fmt: skip
+    (found,) = result.new
+    assert found.obj.key == "séance 1/saut à la corde.mp4"
+    assert storage.size_of(found.obj.uri) == demo_video.stat().st_size
