@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.metadata import output_locations, preview
+from assets.pods import pod_tags
 from assets.video_assets import metrics
 from bodyscript_pipeline.fleet import LOW_DETECTION_RATE, build_fleet_summary
 from resources import PipelineResource
@@ -19,6 +20,7 @@ FLEET_AUTOMATION = (
     deps=[metrics],
     group_name="fleet",
     code_version="1",
+    op_tags=pod_tags("fleet_summary"),
     kinds={"duckdb", "parquet"},
     automation_condition=FLEET_AUTOMATION,
     description="One row per processed video: detection, visibility, knee range of motion, throughput.",

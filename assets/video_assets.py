@@ -1,14 +1,16 @@
 """Partitioned assets of one video. Each calls the core in ``bodyscript_pipeline.steps`` and reports
 what it wrote as metadata; files move through the lake, never through an IO manager."""
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import dagster as dg
 import pyarrow.compute as pc
 
-from assets.metadata import output_locations, preview
+from assets.metadata import operations, output_locations, preview
 from assets.partitions import videos_partitions
+from assets.pods import pod_tags
 from bodyscript_pipeline import steps
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.parquet_io import first_rows
@@ -16,6 +18,9 @@ from resources import PipelineResource
 
 GROUP = "video"
 PROGRESS_PREFIX = "progress:"
+# Transient faults (storage hiccups, a killed worker) are retried with exponential backoff and jitter;
+# expected failures (bad video, missing model) raise Failure(allow_retries=False) and fail at once.
+STEP_RETRY = dg.RetryPolicy(max_retries=3, delay=5, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 source_video = dg.AssetSpec(
     "source_video",
@@ -53,17 +58,22 @@ def progress_logger(context: dg.AssetExecutionContext, every: int = 10) -> Calla
     deps=[source_video],
     group_name=GROUP,
     code_version="1",
+    retry_policy=STEP_RETRY,
+    op_tags=pod_tags("frames"),
     kinds={"video", "parquet"},
     description="Probe of the source video and its frame index (frame, pts, ms); the source copied into the lake.",
 )
 def frames(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+    started = time.perf_counter()
     with user_errors():
         result = steps.extract_frames(pipeline.lake_uri, context.partition_key, pipeline.limits)
+    seconds = time.perf_counter() - started
     probe = result.probe
     index = first_rows(result.index_uri, 10)
     return dg.MaterializeResult(
         metadata={
             **output_locations(pipeline, uri=result.index_uri, video_uri=result.video_uri),
+            **operations(context, pipeline, "frames", seconds, probe.frame_count, result.index_uri, result.video_uri),
             "source_uri": result.source_uri,
             "source_version": result.source_version,
             "frame_count": probe.frame_count,
@@ -87,6 +97,8 @@ def frames(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.
     deps=[frames],
     group_name=GROUP,
     code_version="1",
+    retry_policy=STEP_RETRY,
+    op_tags=pod_tags("landmarks"),
     kinds={"mediapipe", "parquet"},
     pool="pose",
     description="MediaPipe PoseLandmarker (VIDEO mode): one row per frame x person x landmark; "
@@ -101,12 +113,18 @@ def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> 
             model,
             workers=pipeline.pose_workers,
             progress=progress_logger(context),
+            delegate=pipeline.pose_delegate,
+        )
+    if result.delegate_fallback:
+        context.log.warning(
+            f"pose: {pipeline.pose_delegate} delegate unavailable, ran on CPU: {result.delegate_fallback}"
         )
     sample = first_rows(result.uri, 33 * 8)
     sample = sample.filter(pc.is_valid(sample["person"]))
     return dg.MaterializeResult(
         metadata={
             **output_locations(pipeline, uri=result.uri),
+            **operations(context, pipeline, "landmarks", result.seconds, result.frames, result.uri),
             "dagster/row_count": result.rows,
             "frames": result.frames,
             "detected_frames": result.detected_frames,
@@ -114,6 +132,8 @@ def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> 
             "pose_seconds": result.seconds,
             "pose_frames_per_s": result.frames_per_s,
             "pose_workers": pipeline.pose_workers,
+            "pose_delegate": result.delegate,
+            **({"pose_delegate_fallback": result.delegate_fallback} if result.delegate_fallback else {}),
             "model": model.variant,
             "model_sha256": model.sha256,
             "preview": preview(sample.slice(0, 33).to_pylist(), limit=33),
@@ -126,6 +146,8 @@ def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> 
     deps=[landmarks],
     group_name=GROUP,
     code_version="1",
+    retry_policy=STEP_RETRY,
+    op_tags=pod_tags("overlays"),
     kinds={"video"},
     description="The skeleton drawn on every frame: H.264, yuv420p, faststart MP4 with the source's timing, "
     "and a thumbnail.",
@@ -138,6 +160,9 @@ def overlays(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
     return dg.MaterializeResult(
         metadata={
             **output_locations(pipeline, uri=result.uri, thumbnail_uri=result.thumbnail_uri),
+            **operations(
+                context, pipeline, "overlays", result.seconds, result.frames, result.uri, result.thumbnail_uri
+            ),
             "frames": result.frames,
             "width": result.width,
             "height": result.height,
@@ -152,13 +177,17 @@ def overlays(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
     deps=[landmarks],
     group_name=GROUP,
     code_version="1",
+    retry_policy=STEP_RETRY,
+    op_tags=pod_tags("metrics"),
     kinds={"parquet"},
     description="Joint angles and angular velocities per frame and person; range of motion per joint; "
     "the video's summary row.",
 )
 def metrics(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+    started = time.perf_counter()
     with user_errors():
         result = steps.compute_metrics(pipeline.lake_uri, context.partition_key, pipeline.min_visibility)
+    seconds = time.perf_counter() - started
     video = result.video_row
     return dg.MaterializeResult(
         metadata={
@@ -167,6 +196,16 @@ def metrics(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg
                 uri=result.frame_metrics_uri,
                 video_metrics_uri=result.video_metrics_uri,
                 videos_uri=result.videos_uri,
+            ),
+            **operations(
+                context,
+                pipeline,
+                "metrics",
+                seconds,
+                result.frame_rows,
+                result.frame_metrics_uri,
+                result.video_metrics_uri,
+                result.videos_uri,
             ),
             "dagster/row_count": result.frame_rows,
             "detection_rate": result.detection_rate,

@@ -14,7 +14,7 @@ from bodyscript_pipeline.precision import round_array
 from bodyscript_pipeline.schemas import STORED_MANTISSA_BITS, with_table_metadata
 
 ROW_GROUP_ROWS = 256 * 1024
-COMPRESSION_LEVEL = 9
+COMPRESSION_LEVEL = 12  # zstd: a few % smaller than 9 for 2.5x the (small) write time, same read speed
 
 
 class TableWriter:

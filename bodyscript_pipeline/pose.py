@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,25 +15,34 @@ from bodyscript_pipeline.pose_topology import LANDMARK_NAMES, NUM_LANDMARKS
 # MediaPipe logs every model load through glog at INFO; keep warnings and errors only.
 os.environ.setdefault("GLOG_minloglevel", "2")
 
+_log = logging.getLogger("bodyscript.pose")
 _LANDMARK_IDS = np.arange(NUM_LANDMARKS, dtype=np.uint8)
 FLOAT_COLUMNS = ("x", "y", "z", "visibility", "presence", "world_x", "world_y", "world_z")
 
 
 class PoseEstimator:
-    """One landmarker over one video's frames, fed in order with strictly increasing timestamps."""
+    """One landmarker over one video's frames, fed in order with strictly increasing timestamps.
 
-    def __init__(self, model_path: Path, num_poses: int = 1, min_confidence: float = 0.5) -> None:
-        from mediapipe.tasks.python import BaseOptions, vision
+    ``delegate="gpu"`` asks for MediaPipe's GPU delegate; where it cannot start (no GPU, no EGL driver) the
+    landmarker runs on the CPU, logs a warning, and says so in ``delegate`` and ``fallback_reason``.
+    """
 
-        options = vision.PoseLandmarkerOptions(
-            base_options=BaseOptions(model_asset_path=str(model_path)),
-            running_mode=vision.RunningMode.VIDEO,
-            num_poses=num_poses,
-            min_pose_detection_confidence=min_confidence,
-            min_pose_presence_confidence=min_confidence,
-            min_tracking_confidence=min_confidence,
-        )
-        self._landmarker = vision.PoseLandmarker.create_from_options(options)
+    def __init__(
+        self, model_path: Path, num_poses: int = 1, min_confidence: float = 0.5, delegate: str = "cpu"
+    ) -> None:
+        self.fallback_reason: str | None = None
+        self.delegate = delegate
+        try:
+            self._landmarker = _create(model_path, num_poses, min_confidence, delegate)
+        except (RuntimeError, ValueError) as exc:
+            if delegate == "cpu":
+                raise
+            self.fallback_reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+            _log.warning(
+                "pose: the %s delegate is unavailable (%s); running on the CPU", delegate, self.fallback_reason
+            )
+            self.delegate = "cpu"
+            self._landmarker = _create(model_path, num_poses, min_confidence, "cpu")
         self._last_ms = -1
 
     def detect(self, image: np.ndarray, timestamp_ms: int) -> Any:
@@ -52,6 +62,23 @@ class PoseEstimator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _create(model_path: Path, num_poses: int, min_confidence: float, delegate: str) -> Any:
+    from mediapipe.tasks.python import BaseOptions, vision
+
+    options = vision.PoseLandmarkerOptions(
+        base_options=BaseOptions(
+            model_asset_path=str(model_path),
+            delegate=BaseOptions.Delegate.GPU if delegate == "gpu" else BaseOptions.Delegate.CPU,
+        ),
+        running_mode=vision.RunningMode.VIDEO,
+        num_poses=num_poses,
+        min_pose_detection_confidence=min_confidence,
+        min_pose_presence_confidence=min_confidence,
+        min_tracking_confidence=min_confidence,
+    )
+    return vision.PoseLandmarker.create_from_options(options)
 
 
 def result_columns(frame_index: int, timestamp_ms: int, result: Any) -> dict[str, list[Any]]:

@@ -47,6 +47,16 @@ class ChunkResult:
     path: Path
     frames: int
     detected: int
+    delegate: str
+    fallback_reason: str | None
+
+
+@dataclass(frozen=True)
+class PoseRun:
+    frames: int
+    detected: int
+    delegate: str
+    fallback_reason: str | None
 
 
 def plan_chunks(frame_count: int, workers: int) -> list[Chunk]:
@@ -61,10 +71,13 @@ def _init_worker(counter: Any) -> None:
     _progress = counter
 
 
-def run_chunk(video: Path, probe: Probe, index: FrameIndex, model_path: Path, chunk: Chunk, out: Path) -> ChunkResult:
+def run_chunk(
+    video: Path, probe: Probe, index: FrameIndex, model_path: Path, chunk: Chunk, out: Path, delegate: str = "cpu"
+) -> ChunkResult:
     """Pose rows of one chunk's frames, written to a local Parquet file."""
     frames = detected = 0
-    with PoseEstimator(model_path) as estimator, table_writer("landmarks", f"file://{out}") as writer:
+    estimator = PoseEstimator(model_path, delegate=delegate)
+    with estimator, table_writer("landmarks", f"file://{out}") as writer:
         parts: list[dict[str, list[object]]] = []
         for frame_index, pts, image in iter_frames(video, probe, index, chunk.warmup_start, chunk.stop):
             timestamp_ms = probe.timestamp_ms(pts)
@@ -81,7 +94,7 @@ def run_chunk(video: Path, probe: Probe, index: FrameIndex, model_path: Path, ch
                 with _progress.get_lock():
                     _progress.value += PROGRESS_EVERY
         writer.write_columns(merge_columns(parts))
-    return ChunkResult(chunk, out, frames, detected)
+    return ChunkResult(chunk, out, frames, detected, estimator.delegate, estimator.fallback_reason)
 
 
 def estimate_in_chunks(
@@ -93,21 +106,28 @@ def estimate_in_chunks(
     workdir: Path,
     out: TableWriter,
     progress: Callable[[int, int], None],
-) -> tuple[int, int]:
+    delegate: str = "cpu",
+) -> PoseRun:
     """Run every chunk (in parallel processes when more than one), then append their rows to ``out`` in
-    frame order. Returns (frames, detected frames)."""
+    frame order."""
     chunks = plan_chunks(len(index), workers)
     paths = [workdir / f"chunk-{c.index:03d}.parquet" for c in chunks]
     if len(chunks) == 1:
-        results = [run_chunk(video, probe, index, model_path, chunks[0], paths[0])]
+        results = [run_chunk(video, probe, index, model_path, chunks[0], paths[0], delegate)]
     else:
-        results = _run_parallel(video, probe, index, model_path, chunks, paths, progress)
+        results = _run_parallel(video, probe, index, model_path, chunks, paths, progress, delegate)
     for result in sorted(results, key=lambda r: r.chunk.index):
         for batch in pq.ParquetFile(result.path).iter_batches(batch_size=BATCH_FRAMES * 33):
             out.write_batch(batch)
         result.path.unlink()
     progress(len(index), len(index))
-    return sum(r.frames for r in results), sum(r.detected for r in results)
+    fallbacks = [r.fallback_reason for r in results if r.fallback_reason]
+    return PoseRun(
+        frames=sum(r.frames for r in results),
+        detected=sum(r.detected for r in results),
+        delegate="gpu" if all(r.delegate == "gpu" for r in results) else "cpu",
+        fallback_reason=fallbacks[0] if fallbacks else None,
+    )
 
 
 def _run_parallel(
@@ -118,13 +138,14 @@ def _run_parallel(
     chunks: list[Chunk],
     paths: list[Path],
     progress: Callable[[int, int], None],
+    delegate: str,
 ) -> list[ChunkResult]:
     # spawn, not fork: the parent holds threads (Dagster's, PyAV's) that a fork would copy mid-flight.
     context = multiprocessing.get_context("spawn")
     counter = context.Value("q", 0)
     with ProcessPoolExecutor(len(chunks), mp_context=context, initializer=_init_worker, initargs=(counter,)) as pool:
         futures = [
-            pool.submit(run_chunk, video, probe, index, model_path, chunk, path)
+            pool.submit(run_chunk, video, probe, index, model_path, chunk, path, delegate)
             for chunk, path in zip(chunks, paths, strict=True)
         ]
         pending = set(futures)

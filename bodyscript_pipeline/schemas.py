@@ -108,18 +108,19 @@ FLEET_SUMMARY = pa.schema(
 
 # Stored precision (explicit float32 mantissa bits, round to nearest) of float columns; see precision.py.
 # landmarks: x, y within 2**-11 relative (at most 0.5 px on a 1920 px axis, about a quarter of that on
-# average); z within 0.8 %; world coordinates within 0.4 % (2 mm at 1 m); visibility, presence within 1.6 %.
+# average); z within 0.8 %; world coordinates within 2**-7 relative (at most 4 mm within 1 m of the hips,
+# 8 mm beyond; the model's own jitter is about 1 cm); visibility, presence within 2**-5 (0.03 at 1.0).
 # frame_metrics: angles and velocities within 0.05 % (0.1 degree at 180 degrees).
 STORED_MANTISSA_BITS: dict[str, dict[str, int]] = {
     "landmarks": {
         "x": 10,
         "y": 10,
         "z": 6,
-        "visibility": 5,
-        "presence": 5,
-        "world_x": 7,
-        "world_y": 7,
-        "world_z": 7,
+        "visibility": 4,
+        "presence": 4,
+        "world_x": 6,
+        "world_y": 6,
+        "world_z": 6,
     },
     "frame_metrics": {
         **{angle_column(j): 10 for j in JOINT_NAMES},

@@ -10,6 +10,10 @@
 | ``BODYSCRIPT_MODEL_SHA256``| the official hash of that model           |
 | ``BODYSCRIPT_MIN_VISIBILITY`` | ``0.5`` (landmarks below are not drawn or measured) |
 | ``BODYSCRIPT_MAX_BYTES``, ``_MAX_DURATION_S``, ``_MAX_PIXELS``, ``_MAX_FRAMES`` | input limits (validation.py) |
+| ``BODYSCRIPT_EXECUTOR``     | ``multiprocess`` (``in_process``, or ``k8s`` in a cluster) |
+| ``BODYSCRIPT_POSE_DELEGATE`` | ``cpu``, or ``gpu`` (falls back to CPU with a warning) |
+| ``BODYSCRIPT_K8S_GPU_NODE_SELECTOR``, ``_CPU_NODE_SELECTOR``, ``_GPU_TAINT`` | pools, see k8s_pods.py |
+| ``BODYSCRIPT_COST_CPU_POD_HOUR``, ``BODYSCRIPT_COST_GPU_POD_HOUR`` | ``0.05``, ``1.00``: prices for cost estimates |
 | ``BODYSCRIPT_POSE_WORKERS`` | the number of cores: parallel frame ranges of pose inference per video |
 | ``DAGSTER_HOME``           | ``$BODYSCRIPT_HOME/dagster``              |
 | ``BODYSCRIPT_SENSOR_INTERVAL_S`` | ``15``: seconds between drop-zone scans |
@@ -35,6 +39,8 @@ from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.model_catalog import MODEL_VARIANTS
 from bodyscript_pipeline.validation import Limits
 
+EXECUTORS = ("multiprocess", "in_process", "k8s")
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -47,6 +53,13 @@ class Settings:
     min_visibility: float
     dagster_home: Path
     pose_workers: int = 1
+    pose_delegate: str = "cpu"
+    cost_cpu_pod_hour: float = 0.05
+    cost_gpu_pod_hour: float = 1.00
+    executor: str = "multiprocess"
+    k8s_gpu_node_selector: str = "bodyscript.io/pool=gpu"
+    k8s_cpu_node_selector: str = "bodyscript.io/pool=cpu"
+    k8s_gpu_taint: str = "nvidia.com/gpu"
     limits: Limits = field(default_factory=Limits)
     sensor_interval_s: int = 15
     scan_max_pages: int = 20
@@ -73,6 +86,12 @@ class Settings:
                 f"BODYSCRIPT_MODEL={variant!r} is not a pose model; choose one of {', '.join(MODEL_VARIANTS)}"
             )
         spec = MODEL_VARIANTS[variant]
+        executor = (env.get("BODYSCRIPT_EXECUTOR") or "multiprocess").strip().lower()
+        if executor not in EXECUTORS:
+            raise BodyscriptError(f"BODYSCRIPT_EXECUTOR={executor!r}: choose one of {', '.join(EXECUTORS)}")
+        delegate = (env.get("BODYSCRIPT_POSE_DELEGATE") or "cpu").strip().lower()
+        if delegate not in ("cpu", "gpu"):
+            raise BodyscriptError(f"BODYSCRIPT_POSE_DELEGATE={delegate!r}: choose cpu or gpu")
         mode = (env.get("BODYSCRIPT_RETENTION_MODE") or "delete").strip().lower()
         if mode not in ("delete", "archive"):
             raise BodyscriptError(f"BODYSCRIPT_RETENTION_MODE={mode!r}: choose delete or archive")
@@ -86,6 +105,13 @@ class Settings:
             min_visibility=_number(env, "BODYSCRIPT_MIN_VISIBILITY", 0.5),
             dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve(),
             pose_workers=max(1, int(_number(env, "BODYSCRIPT_POSE_WORKERS", os.cpu_count() or 1))),
+            pose_delegate=delegate,
+            cost_cpu_pod_hour=_number(env, "BODYSCRIPT_COST_CPU_POD_HOUR", 0.05),
+            cost_gpu_pod_hour=_number(env, "BODYSCRIPT_COST_GPU_POD_HOUR", 1.00),
+            executor=executor,
+            k8s_gpu_node_selector=env.get("BODYSCRIPT_K8S_GPU_NODE_SELECTOR") or "bodyscript.io/pool=gpu",
+            k8s_cpu_node_selector=env.get("BODYSCRIPT_K8S_CPU_NODE_SELECTOR") or "bodyscript.io/pool=cpu",
+            k8s_gpu_taint=env.get("BODYSCRIPT_K8S_GPU_TAINT") or "nvidia.com/gpu",
             limits=Limits(
                 max_bytes=int(_number(env, "BODYSCRIPT_MAX_BYTES", Limits.max_bytes)),
                 max_duration_s=_number(env, "BODYSCRIPT_MAX_DURATION_S", Limits.max_duration_s),

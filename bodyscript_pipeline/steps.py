@@ -101,6 +101,8 @@ class LandmarksResult:
     frames: int
     detected_frames: int
     seconds: float
+    delegate: str = "cpu"
+    delegate_fallback: str | None = None
 
     @property
     def detection_rate(self) -> float:
@@ -112,7 +114,12 @@ class LandmarksResult:
 
 
 def estimate_landmarks(
-    lake_uri: str, partition: str, model: ModelFile, workers: int = 1, progress: Progress = _no_progress
+    lake_uri: str,
+    partition: str,
+    model: ModelFile,
+    workers: int = 1,
+    progress: Progress = _no_progress,
+    delegate: str = "cpu",
 ) -> LandmarksResult:
     """Run the pose model on every frame, in ``workers`` parallel frame ranges, and write the rows in frame
     order, streaming in bounded batches."""
@@ -127,11 +134,17 @@ def estimate_landmarks(
         tempfile.TemporaryDirectory(prefix="bodyscript-pose-") as workdir,
         table_writer("landmarks", uri, meta) as out,
     ):
-        frames, detected = estimate_in_chunks(video, probe, index, model.path, workers, Path(workdir), out, progress)
+        run = estimate_in_chunks(video, probe, index, model.path, workers, Path(workdir), out, progress, delegate)
         seconds = time.perf_counter() - started
-        out.add_metadata({"bodyscript.pose_seconds": f"{seconds:.6f}", "bodyscript.frames": str(frames)})
+        out.add_metadata(
+            {
+                "bodyscript.pose_seconds": f"{seconds:.6f}",
+                "bodyscript.frames": str(run.frames),
+                "bodyscript.pose_delegate": run.delegate,
+            }
+        )
         rows = out.rows
-    return LandmarksResult(uri, rows, frames, detected, seconds)
+    return LandmarksResult(uri, rows, run.frames, run.detected, seconds, run.delegate, run.fallback_reason)
 
 
 def _poses_by_frame(landmarks_uri: str) -> Iterator[tuple[int, np.ndarray]]:

@@ -44,6 +44,9 @@ class PipelineResource(dg.ConfigurableResource):
     model_sha256: str
     min_visibility: float
     pose_workers: int
+    pose_delegate: str
+    cost_cpu_pod_hour: float
+    cost_gpu_pod_hour: float
     max_bytes: int
     max_duration_s: float
     max_pixels: int
@@ -62,6 +65,9 @@ class PipelineResource(dg.ConfigurableResource):
             model_sha256=settings.model_sha256,
             min_visibility=settings.min_visibility,
             pose_workers=settings.pose_workers,
+            pose_delegate=settings.pose_delegate,
+            cost_cpu_pod_hour=settings.cost_cpu_pod_hour,
+            cost_gpu_pod_hour=settings.cost_gpu_pod_hour,
             max_bytes=settings.limits.max_bytes,
             max_duration_s=settings.limits.max_duration_s,
             max_pixels=settings.limits.max_pixels,
@@ -80,6 +86,9 @@ class PipelineResource(dg.ConfigurableResource):
             model_sha256=self.model_sha256,
             min_visibility=self.min_visibility,
             pose_workers=self.pose_workers,
+            pose_delegate=self.pose_delegate,
+            cost_cpu_pod_hour=self.cost_cpu_pod_hour,
+            cost_gpu_pod_hour=self.cost_gpu_pod_hour,
             limits=self.limits,
             presign_expiry_s=self.presign_expiry_s,
         )

@@ -98,3 +98,14 @@ def test_materializations_carry_code_versions_and_locations(demo_run: DemoRun) -
     assert Path(demo_run.metadata("landmarks")["uri"]).is_file()
     assert Path(demo_run.metadata("overlays")["uri"]).is_file()
     assert Path(demo_run.metadata("metrics")["uri"]).is_file()
+
+
+def test_operational_figures_are_numeric_metadata(demo_run: DemoRun) -> None:
+    for asset in ("frames", "landmarks", "overlays", "metrics"):
+        meta = demo_run.metadata(asset)
+        assert meta["step_seconds"] > 0 and meta["frames_per_s"] > 0, asset
+        assert meta["bytes_stored"] > 1000 and meta["estimated_cost"] > 0 and meta["queue_wait_s"] >= 0, asset
+    landmarks = demo_run.metadata("landmarks")
+    assert landmarks["pose_delegate"] == "cpu" and "pose_delegate_fallback" not in landmarks
+    expected = landmarks["step_seconds"] / 3600 * 1.00  # the GPU pool's default price per pod-hour
+    assert landmarks["estimated_cost"] == pytest.approx(expected, rel=1e-3)

@@ -1,0 +1,98 @@
+"""Kubernetes placement, built with dagster-k8s's own code and validated against the Kubernetes schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import kubernetes
+import kubernetes_validate
+import pytest
+import yaml
+from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
+
+from bodyscript_pipeline.definitions import PROCESS_VIDEO_JOB, build_definitions
+from bodyscript_pipeline.k8s_pods import GPU_RESOURCE, k8s_config
+from bodyscript_pipeline.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+K8S_VERSION = "1.30"
+ASSETS = ("frames", "landmarks", "overlays", "metrics", "fleet_summary")
+
+
+def step_job(defs: dg.Definitions, asset: str) -> dict:
+    """The Job dagster-k8s would launch for this asset's step, as the API server would receive it."""
+    op = defs.resolve_assets_def(asset).op
+    job = construct_dagster_k8s_job(
+        job_config=DagsterK8sJobConfig(
+            job_image="registry.example.com/bodyscript:1.0",
+            dagster_home="/opt/dagster/dagster_home",
+            instance_config_map="dagster-instance",
+            image_pull_policy="IfNotPresent",
+        ),
+        args=["dagster", "api", "execute_step"],
+        job_name=f"dagster-step-{asset.replace('_', '-')}",
+        user_defined_k8s_config=get_user_defined_k8s_config(op.tags),
+    )
+    return kubernetes.client.ApiClient().sanitize_for_serialization(job)
+
+
+@pytest.fixture
+def defs(tmp_path: Path) -> dg.Definitions:
+    return build_definitions(Settings.from_env({"BODYSCRIPT_HOME": str(tmp_path)}))
+
+
+@pytest.mark.parametrize("asset", ASSETS)
+def test_step_jobs_place_pose_on_gpu_and_the_rest_on_cpu(defs: dg.Definitions, asset: str) -> None:
+    job = step_job(defs, asset)
+    kubernetes_validate.validate({"apiVersion": "batch/v1", "kind": "Job", **job}, K8S_VERSION, strict=True)
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    limits = container["resources"]["limits"]
+    requests = container["resources"]["requests"]
+    assert {"cpu", "memory"} <= limits.keys() and {"cpu", "memory"} <= requests.keys()
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    if asset == "landmarks":
+        assert str(limits[GPU_RESOURCE]) == str(requests[GPU_RESOURCE]) == "1"
+        assert pod["nodeSelector"] == {"bodyscript.io/pool": "gpu"}
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+        assert env["BODYSCRIPT_POSE_DELEGATE"] == "gpu"
+    else:
+        assert GPU_RESOURCE not in limits and GPU_RESOURCE not in requests
+        assert pod["nodeSelector"] == {"bodyscript.io/pool": "cpu"}
+        assert not pod.get("tolerations")
+        assert "BODYSCRIPT_POSE_DELEGATE" not in env
+
+
+@pytest.mark.parametrize(
+    ("executor", "name"), [("k8s", "k8s"), ("multiprocess", "multiprocess"), ("in_process", "in_process")]
+)
+def test_executor_is_configuration(tmp_path: Path, executor: str, name: str) -> None:
+    settings = Settings.from_env({"BODYSCRIPT_HOME": str(tmp_path), "BODYSCRIPT_EXECUTOR": executor})
+    defs = build_definitions(settings)
+    for job in (defs.resolve_job_def(PROCESS_VIDEO_JOB), defs.resolve_job_def("retention")):
+        assert job.executor_def.name == name
+
+
+def test_pools_and_taint_are_settings(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "BODYSCRIPT_HOME": str(tmp_path),
+            "BODYSCRIPT_K8S_GPU_NODE_SELECTOR": "pool=gpu-a10,zone=b",
+            "BODYSCRIPT_K8S_CPU_NODE_SELECTOR": "pool=general",
+            "BODYSCRIPT_K8S_GPU_TAINT": "gpu-only",
+        }
+    )
+    gpu = k8s_config("landmarks", settings)["pod_spec_config"]
+    assert gpu["node_selector"] == {"pool": "gpu-a10", "zone": "b"}
+    assert gpu["tolerations"][0]["key"] == "gpu-only"
+    assert k8s_config("overlays", settings)["pod_spec_config"] == {"node_selector": {"pool": "general"}}
+
+
+def test_deploy_manifests_are_valid_kubernetes() -> None:
+    documents = []
+    for path in sorted((REPO / "deploy" / "k8s").glob("*.yaml")):
+        documents += [(path.name, doc) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    assert len(documents) >= 4
+    for name, doc in documents:
+        assert kubernetes_validate.validate(doc, K8S_VERSION, strict=True) == K8S_VERSION, name
