@@ -101,3 +101,58 @@ def test_daemon_processes_a_drop_once(
     shutil.copyfile(clip, drop / "lab" / "jump.mp4")
     wait_for(lambda: len(sensor_ticks(daemon)) >= ticks_before + 4, 120, "four more sensor ticks")
     assert len(video_runs()) == 1
+
+
+def start_daemon(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def test_daemon_killed_mid_burst_loses_nothing_and_duplicates_nothing(
+    bodyscript_home: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kill -9 of the daemon while a burst of drops is being taken (a crash anywhere between sensor
+    evaluation and run launch), then a restart: every object gets exactly one run."""
+    monkeypatch.setenv("BODYSCRIPT_SENSOR_INTERVAL_S", "1")
+    monkeypatch.setenv("BODYSCRIPT_SETTLE_S", "0")
+    monkeypatch.setenv("BODYSCRIPT_SCAN_MAX_NEW", "2")
+    home = bodyscript_home.dagster_home
+    home.mkdir(parents=True)
+    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    drop = Path(bodyscript_home.drop_uri.removeprefix("file://")) / "burst"
+    drop.mkdir(parents=True)
+    names = [f"clip-{i:02d}.mp4" for i in range(6)]
+    for name in names:
+        (drop / name).write_bytes(f"not a video: {name}".encode())  # each run fails fast, at frames
+    log = bodyscript_home.home / "daemon.log"
+    env = os.environ.copy()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        daemon = start_daemon(env, log)
+        try:
+            wait_for(lambda: len(instance.get_runs()) >= 2, 120, "the first runs of the burst")
+        finally:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(timeout=30)
+        before = len(instance.get_runs())
+        assert before < len(names), "the crash came mid-burst"
+        daemon = start_daemon(env, log)
+        try:
+            wait_for(
+                lambda: len(instance.get_runs()) >= len(names) and all(r.is_finished for r in instance.get_runs()),
+                300,
+                "every dropped object's run to finish",
+            )
+            time.sleep(5)  # a few more ticks: nothing else may be launched
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(timeout=30)
+        runs = instance.get_runs()
+    keys = sorted(partition_key_for(f"burst/{name}") for name in names)
+    assert sorted(r.tags["dagster/partition"] for r in runs) == keys, "one run per object, none lost or doubled"
+    assert len({r.tags["dagster/run_key"] for r in runs}) == len(names)

@@ -1,0 +1,108 @@
+"""Faults: a pose worker killed mid-inference is retried and the output still has every frame exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from assets import PROCESS_VIDEO_ASSETS, videos_partitions
+from bodyscript_pipeline.lake import VideoLake
+from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.sources import register_source
+from resources import PipelineResource
+from tests.flaky_proxy import flaky_proxy
+from tests.s3_server import S3Server
+from tests.sensor_harness import DROP_BUCKET, LAKE_BUCKET, harness_for
+from tests.video_factory import clip_of
+
+
+def spawned_workers() -> list[int]:
+    """Pids of this process's multiprocessing spawn children (the pose workers)."""
+    me = str(os.getpid())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = stat.rsplit(")", 1)[1].split()[1]
+        if parent == me and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_killed_pose_worker_is_retried_with_exact_coverage(
+    bodyscript_home: Settings, demo_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bodyscript_pipeline import pose_chunks
+
+    monkeypatch.setattr(pose_chunks, "MIN_CHUNK_FRAMES", 60)  # 230 frames -> two workers
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", 230)
+    settings = Settings.from_env({**os.environ, "BODYSCRIPT_POSE_WORKERS": "2"})
+    killed: list[int] = []
+
+    def kill_one_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            workers = spawned_workers()
+            if len(workers) == 2:
+                time.sleep(2.5)  # mid-inference, not at start-up
+                os.kill(workers[0], signal.SIGKILL)
+                killed.append(workers[0])
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_one_worker, daemon=True)
+    killer.start()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(videos_partitions.name, ["faulty"])
+        register_source(settings.lake_uri, "faulty", f"file://{clip}")
+        result = dg.materialize(
+            PROCESS_VIDEO_ASSETS,
+            instance=instance,
+            partition_key="faulty",
+            resources={"pipeline": PipelineResource.from_settings(settings)},
+        )
+        killer.join(timeout=5)
+        assert killed, "a pose worker was killed"
+        assert result.success
+        retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+        assert [e.step_key for e in retried] == ["landmarks"]
+    landmarks = pl.read_parquet(VideoLake(settings.lake_uri, "faulty").table_part("landmarks").removeprefix("file://"))
+    assert sorted(landmarks["frame_index"].unique().to_list()) == list(range(230))
+    per_frame = landmarks.group_by("frame_index").len()
+    assert set(per_frame["len"].to_list()) <= {1, 33}, "every frame exactly once: one empty row or 33 landmarks"
+
+
+def test_s3_that_fails_its_first_requests(
+    bodyscript_home: Settings, s3: S3Server, monkeypatch: pytest.MonkeyPatch, demo_video: Path, tmp_path: Path
+) -> None:
+    """Drop zone and lake behind an endpoint answering 503 SlowDown to its first requests: the sensor and
+    the whole run still succeed, through the S3 clients' retries."""
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", 10, size=(442, 248))
+    s3.client().create_bucket(Bucket=DROP_BUCKET)
+    s3.client().create_bucket(Bucket=LAKE_BUCKET)
+    s3.client().put_object(Bucket=DROP_BUCKET, Key="incoming/flaky.mp4", Body=clip.read_bytes())
+    with flaky_proxy(s3.endpoint, failures=4) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        with harness_for(monkeypatch, s3) as harness:
+            (request,) = harness.tick().run_requests
+            result = dg.materialize(
+                PROCESS_VIDEO_ASSETS,
+                instance=harness.instance,
+                partition_key=request.partition_key,
+                resources=harness.defs.resources,
+            )
+        assert proxy.failed == 4 and proxy.forwarded > 10
+    assert result.success
+    listed = s3.client().list_objects_v2(Bucket=LAKE_BUCKET, Prefix=f"bodyscript/videos/video={request.partition_key}/")
+    assert [item["Key"].rsplit("/", 1)[-1] for item in listed["Contents"]] == ["part-0.parquet"]
