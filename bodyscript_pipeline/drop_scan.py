@@ -23,6 +23,7 @@ from bodyscript_pipeline.video_names import is_video_name
 KEY_BYTES = 6
 TOKEN_BYTES = 4
 CURSOR_VERSION = 1
+HOUR = 3600.0
 
 
 def _digest(text: str, size: int) -> bytes:
@@ -35,6 +36,8 @@ class ScanState:
     passes: int = 0
     known: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)
     seen: set[bytes] = field(default_factory=set)
+    # Per top-level prefix, when its recent new versions were taken (for BODYSCRIPT_QUOTA_PER_HOUR).
+    taken: dict[str, list[float]] = field(default_factory=dict)
 
     def encode(self) -> str:
         known = b"".join(k + s + v for k, (s, v) in sorted(self.known.items()))
@@ -46,6 +49,7 @@ class ScanState:
                 "passes": self.passes,
                 "known": base64.b64encode(zlib.compress(known)).decode(),
                 "seen": base64.b64encode(zlib.compress(seen)).decode(),
+                "taken": self.taken,
             }
         )
 
@@ -67,7 +71,8 @@ class ScanState:
             for i in range(0, len(known_raw), step)
         }
         seen = {seen_raw[i : i + KEY_BYTES] for i in range(0, len(seen_raw), KEY_BYTES)}
-        return cls(after=data["after"], passes=int(data["passes"]), known=known, seen=seen)
+        taken = {prefix: [float(t) for t in times] for prefix, times in data.get("taken", {}).items()}
+        return cls(after=data["after"], passes=int(data["passes"]), known=known, seen=seen, taken=taken)
 
 
 @dataclass(frozen=True)
@@ -85,12 +90,14 @@ class ScanResult:
     settling: int = 0
     pages: int = 0
     pass_completed: bool = False
+    over_quota: int = 0
 
     def describe(self) -> str:
         where = "completed a pass" if self.pass_completed else f"paused after {self.state.after!r}"
         return (
             f"{len(self.new)} new version(s); listed {self.listed} object(s) in {self.pages} page(s), "
-            f"ignored {self.ignored} non-video or partial name(s), {self.settling} still being written; {where}"
+            f"ignored {self.ignored} non-video or partial name(s), {self.settling} still being written, "
+            f"{self.over_quota} over their prefix's hourly quota; {where}"
         )
 
 
@@ -102,13 +109,19 @@ def scan(
     max_new: int,
     settle_seconds: float,
     now: float,
+    quota_per_hour: int = 0,
 ) -> ScanResult:
     """One bounded step of the scan: at most ``max_pages`` pages listed and ``max_new`` versions found."""
     result = ScanResult(new=[], state=state)
+    state.taken = {p: [t for t in times if now - t < HOUR] for p, times in state.taken.items()}
+    state.taken = {p: times for p, times in state.taken.items() if times}
     for page, last in lister.pages(state.after):
         result.pages += 1
         for obj in page:
-            if not _visit(obj, result, lister, max_new=max_new, settle_seconds=settle_seconds, now=now):
+            visited = _visit(
+                obj, result, lister, max_new=max_new, settle_seconds=settle_seconds, now=now, quota=quota_per_hour
+            )
+            if not visited:
                 return result
             state.after = obj.key
         if last:
@@ -124,8 +137,20 @@ def scan(
     return result
 
 
+def prefix_of(key: str) -> str:
+    """The quota's unit: the top-level folder of an object key ('' for objects at the root)."""
+    return key.split("/", 1)[0] if "/" in key else ""
+
+
 def _visit(
-    obj: DropObject, result: ScanResult, lister: DropLister, *, max_new: int, settle_seconds: float, now: float
+    obj: DropObject,
+    result: ScanResult,
+    lister: DropLister,
+    *,
+    max_new: int,
+    settle_seconds: float,
+    now: float,
+    quota: int,
 ) -> bool:
     """Handle one listed object; False when the tick's budget of new versions is spent (obj not handled)."""
     state = result.state
@@ -144,9 +169,15 @@ def _visit(
         return True
     if len(result.new) >= max_new:
         return False
+    taken = state.taken.setdefault(prefix_of(obj.key), []) if quota else None
+    if taken is not None and len(taken) >= quota:
+        result.over_quota += 1  # left unknown: taken on a later pass, once the prefix's hour allows it
+        return True
     version = lister.content_version(obj)
     digest = _digest(version, TOKEN_BYTES)
     state.known[key] = (token, digest)
     if known is None or known[1] != digest:
         result.new.append(NewVersion(obj, version))
+        if taken is not None:
+            taken.append(now)
     return True

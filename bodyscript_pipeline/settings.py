@@ -20,6 +20,7 @@
 | ``BODYSCRIPT_SCAN_MAX_PAGES`` | ``20``: listing pages per scan          |
 | ``BODYSCRIPT_SCAN_PAGE_SIZE`` | ``1000``: objects per listing page (S3's maximum) |
 | ``BODYSCRIPT_SCAN_MAX_NEW``  | ``100``: new videos taken per scan         |
+| ``BODYSCRIPT_QUOTA_PER_HOUR`` | ``0`` (off): new videos taken per top-level drop folder per hour, e.g. 10 |
 | ``BODYSCRIPT_SETTLE_S``      | ``5``: a local file must be this old to be taken (still being copied) |
 | ``BODYSCRIPT_RETENTION_DAYS`` | ``30``: derived artifacts older than this are removed by retention |
 | ``BODYSCRIPT_RETENTION_MODE`` | ``delete``, or ``archive`` (moved under ``<lake>/archive/``) |
@@ -66,6 +67,7 @@ class Settings:
     scan_page_size: int = 1000
     scan_max_new: int = 100
     settle_s: float = 5.0
+    quota_per_hour: int = 0
     retention_days: float = 30.0
     retention_mode: str = "delete"
     retention_dry_run: bool = False
@@ -123,6 +125,7 @@ class Settings:
             scan_page_size=int(_number(env, "BODYSCRIPT_SCAN_PAGE_SIZE", 1000)),
             scan_max_new=int(_number(env, "BODYSCRIPT_SCAN_MAX_NEW", 100)),
             settle_s=_number(env, "BODYSCRIPT_SETTLE_S", 5.0),
+            quota_per_hour=int(_number(env, "BODYSCRIPT_QUOTA_PER_HOUR", 0)),
             retention_days=_number(env, "BODYSCRIPT_RETENTION_DAYS", 30.0),
             retention_mode=mode,
             retention_dry_run=(env.get("BODYSCRIPT_RETENTION_DRY_RUN") or "").strip().lower() in ("1", "true", "yes"),

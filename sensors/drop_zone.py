@@ -43,6 +43,7 @@ def build_drop_zone_sensor(settings: Settings) -> dg.SensorDefinition:
             max_new=settings.scan_max_new,
             settle_seconds=settings.settle_s,
             now=time.time(),
+            quota_per_hour=settings.quota_per_hour,
         )
         context.log.info(result.describe())
         keys: list[str] = []

@@ -174,3 +174,61 @@ def test_local_names_with_spaces_and_unicode(bodyscript_home: Settings, demo_vid
     (found,) = result.new
     assert found.obj.key == "séance 1/saut à la corde.mp4"
     assert storage.size_of(found.obj.uri) == demo_video.stat().st_size
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        (
+            "playlist.mp4",
+            b"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\nhttp://127.0.0.1:9/segment.ts\n#EXT-X-ENDLIST\n",
+        ),
+        ("concat.mp4", b"ffconcat version 1.0\nfile /etc/passwd\n"),
+        ("sdp.mp4", b"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=video 9 RTP/AVP 96\n"),
+    ],
+)
+def test_decoder_never_follows_references_in_file_contents(tmp_path: Path, name: str, content: bytes) -> None:
+    """Playlists, concat lists and SDP files name other files or URLs; only the local file itself is read."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    message = one_line_error(path)
+    assert "not a readable video" in message or "no video stream" in message
+
+
+def test_rematerializing_gives_the_same_content(bodyscript_home: Settings, demo_video: Path, tmp_path: Path) -> None:
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", 20, size=(442, 248))
+    register_source(bodyscript_home.lake_uri, "again", f"file://{clip}")
+    from bodyscript_pipeline.model import ensure_model
+
+    model = ensure_model(bodyscript_home)
+    tables = []
+    for _ in range(2):
+        steps.extract_frames(bodyscript_home.lake_uri, "again")
+        result = steps.estimate_landmarks(bodyscript_home.lake_uri, "again", model)
+        steps.compute_metrics(bodyscript_home.lake_uri, "again", 0.5)
+        lake = Path(bodyscript_home.lake_uri.removeprefix("file://"))
+        tables.append(
+            (
+                pl.read_parquet(result.uri.removeprefix("file://")),
+                pl.read_parquet(lake / "frame_metrics" / "video=again" / "part-0.parquet"),
+            )
+        )
+    assert tables[0][0].equals(tables[1][0]) and tables[0][1].equals(tables[1][1])
+
+
+def test_header_declaring_20000x20000_frames(tmp_path: Path) -> None:
+    """A header claiming gigantic frames is refused from the header alone, before any frame is decoded."""
+    import struct
+
+    small = tmp_path / "small.avi"
+    with av.open(str(small), "w", format="avi") as out:
+        stream = out.add_stream("rawvideo", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "gray"
+        for _ in range(3):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.zeros((16, 16), np.uint8), format="gray")):
+                out.mux(packet)
+    data = small.read_bytes().replace(struct.pack("<ii", 16, 16), struct.pack("<ii", 20000, 20000))
+    huge = tmp_path / "huge.mp4"
+    huge.write_bytes(data)
+    message = one_line_error(huge)
+    assert "no frame size" in message or "exceed the limit" in message

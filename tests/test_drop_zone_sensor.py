@@ -116,3 +116,22 @@ def test_cursor_round_trips(tmp_path: Path) -> None:
     again = ScanState.decode(state.encode())
     assert (again.after, again.passes, again.known, again.seen) == (state.after, 3, state.known, state.seen)
     assert ScanState.decode(None).known == {}
+
+
+def test_per_prefix_hourly_quota(bodyscript_home: Settings, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed's '10 videos per hour' rate limit, per top-level folder: the rest wait, nothing is lost."""
+    with harness_for(monkeypatch, s3, BODYSCRIPT_QUOTA_PER_HOUR="10") as harness:
+        for i in range(14):
+            harness.put(f"team-a/{i:02d}.mp4", f"a{i}".encode())
+        for i in range(3):
+            harness.put(f"team-b/{i:02d}.mp4", f"b{i}".encode())
+        first = harness.tick()
+        by_team = sorted(r.partition_key.split("-")[1] for r in first.run_requests)
+        assert by_team.count("a") == 10 and by_team.count("b") == 3
+        assert harness.tick().run_requests == [], "team-a's other 4 wait for the hour to pass"
+        state = ScanState.decode(harness.cursor)
+        hour_ago = {prefix: [t - 3601 for t in times] for prefix, times in state.taken.items()}
+        harness.cursor = ScanState(state.after, state.passes, state.known, state.seen, hour_ago).encode()
+        later = harness.tick()
+        assert sorted(r.partition_key.split("-")[1] for r in later.run_requests) == ["a"] * 4
+        assert len(set(harness.run_keys)) == 17

@@ -69,6 +69,11 @@ def test_drop_and_lake_on_s3(
         assert body[4:8] == b"ftyp"
         assert body == read_bytes(f"s3://{LAKE_BUCKET}/bodyscript/overlays/{folder}/overlay.mp4")
 
+        # Credentials never reach the event log, metadata or errors.
+        secret = s3.env["AWS_SECRET_ACCESS_KEY"]
+        events = harness.instance.all_logs(result.run_id)
+        assert events and not any(secret in repr(event) for event in events)
+
         # The lake answers queries where it is: DuckDB through fsspec, and Polars on the same file.
         lake = f"s3://{LAKE_BUCKET}/bodyscript"
         landmarks = pl.read_parquet(io.BytesIO(read_bytes(f"{lake}/landmarks/{folder}/part-0.parquet")))
