@@ -6,7 +6,6 @@ results (counts, URIs, timings) are returned to the caller.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -275,11 +274,3 @@ def compute_metrics(lake_uri: str, partition: str, min_visibility: float) -> Met
         video_row,
         per_joint.to_pylist(),
     )
-
-
-def probe_summary(probe: Probe) -> dict[str, object]:
-    return json.loads(probe.to_json())
-
-
-def local_or_uri(uri: str) -> str | Path:
-    return storage.local_path(uri) or uri

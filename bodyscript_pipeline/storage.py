@@ -77,18 +77,6 @@ def put_file(local: Path, uri: str) -> None:
         fs.put_file(str(local), path)
 
 
-def copy(source_uri: str, target_uri: str) -> None:
-    """Copy one object to another location (both may be on different filesystems)."""
-    with local_copy(source_uri) as local:
-        put_file(local, target_uri)
-
-
-def delete_tree(uri: str) -> None:
-    fs, path = filesystem(uri)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-
-
 @contextmanager
 def local_copy(uri: str, suffix: str = "") -> Iterator[Path]:
     """A local path holding the object's bytes: the file itself for ``file://``, else a temp download."""
