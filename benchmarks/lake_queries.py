@@ -69,7 +69,8 @@ def real_template(home: Path) -> np.ndarray:
     register_source(settings.lake_uri, "template", f"file://{SHARED_CLIP}")
     steps.extract_frames(settings.lake_uri, "template")
     result = steps.estimate_landmarks(settings.lake_uri, "template", ensure_model(settings))
-    table = read_table(result.uri).filter(pa.compute.is_valid(read_table(result.uri)["person"]))
+    rows = read_table(result.uri)
+    table = rows.filter(pa.compute.is_valid(rows["person"]))
     return np.stack([table[c].to_numpy().reshape(-1, NUM_LANDMARKS) for c in FLOATS], axis=-1)
 
 
@@ -88,7 +89,6 @@ def synthetic_video(template: np.ndarray, frames: int, seed: int) -> tuple[np.nd
 
 
 def landmarks_table(poses: np.ndarray, detected: np.ndarray) -> pa.Table:
-    frames = len(poses)
     found = np.flatnonzero(detected)
     missing = np.flatnonzero(~detected)
     frame_index = np.concatenate([np.repeat(found, NUM_LANDMARKS), missing])
@@ -108,7 +108,6 @@ def landmarks_table(poses: np.ndarray, detected: np.ndarray) -> pa.Table:
     flat = flat[order]
     for k, name in enumerate(FLOATS):
         columns[name] = pa.array(flat[:, k].astype(np.float32), mask=~valid)
-    del frames
     return pa.table(columns, schema=LANDMARKS)
 
 

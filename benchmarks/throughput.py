@@ -73,7 +73,6 @@ def child(kind: str, video: Path, workers: int) -> dict[str, float]:
     else:
         from bodyscript_pipeline import steps
 
-        started = time.perf_counter()
         result = steps.estimate_landmarks(settings.lake_uri, "bench", model, workers=workers)
         frames = result.frames
     seconds = time.perf_counter() - started

@@ -9,7 +9,6 @@ so the merged table has each frame exactly once, in order.
 from __future__ import annotations
 
 import multiprocessing
-import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -156,5 +155,4 @@ def _run_parallel(
                     future.cancel()
                 break
             progress(min(counter.value, len(index)), len(index))
-            time.sleep(0)
         return [future.result() for future in futures]
