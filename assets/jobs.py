@@ -11,5 +11,6 @@ process_video_job = dg.define_asset_job(
     PROCESS_VIDEO_JOB,
     selection=dg.AssetSelection.assets(*PROCESS_VIDEO_ASSETS),
     partitions_def=videos_partitions,
-    description="Every derived asset of one video partition: frames, landmarks, overlays, metrics.",
+    description="Every derived asset of one video partition: frames, landmarks, overlays, clean_landmarks, metrics, "
+    "exports.",
 )

@@ -1,6 +1,7 @@
 """Partitioned assets of one video. Each calls the core in ``bodyscript_pipeline.steps`` and reports
 what it wrote as metadata; files move through the lake, never through an IO manager."""
 
+import base64
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -8,12 +9,14 @@ from contextlib import contextmanager
 import dagster as dg
 import pyarrow.compute as pc
 
-from assets.metadata import operations, output_locations, preview
+from assets.metadata import location, operations, output_locations, preview
 from assets.partitions import videos_partitions
 from assets.pods import pod_tags
 from bodyscript_pipeline import steps
+from bodyscript_pipeline.cleaned_layer import clean_landmarks as clean_landmarks_step
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.parquet_io import first_rows
+from bodyscript_pipeline.research_exports import write_exports
 from resources import PipelineResource
 
 GROUP = "video"
@@ -101,8 +104,8 @@ def frames(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.
     op_tags=pod_tags("landmarks"),
     kinds={"mediapipe", "parquet"},
     pool="pose",
-    description="MediaPipe PoseLandmarker (VIDEO mode): one row per frame x person x landmark; "
-    "undetected frames are one all-null row.",
+    description="MediaPipe PoseLandmarker (VIDEO mode): one row per frame x person x landmark, person ids "
+    "tracked across frames; undetected frames are one all-null row.",
 )
 def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     with user_errors():
@@ -113,7 +116,7 @@ def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> 
             model,
             workers=pipeline.pose_workers,
             progress=progress_logger(context),
-            delegate=pipeline.pose_delegate,
+            options=pipeline.pose_options,
         )
     if result.delegate_fallback:
         context.log.warning(
@@ -132,6 +135,8 @@ def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> 
             "pose_seconds": result.seconds,
             "pose_frames_per_s": result.frames_per_s,
             "pose_workers": pipeline.pose_workers,
+            "num_poses": pipeline.num_poses,
+            "person_ids": result.people,
             "pose_delegate": result.delegate,
             **({"pose_delegate_fallback": result.delegate_fallback} if result.delegate_fallback else {}),
             "model": model.variant,
@@ -172,9 +177,83 @@ def overlays(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
     )
 
 
+DETECTION_CHECK = "pose_detection"
+STABILITY_CHECK = "pose_stability"
+
+
 @dg.asset(
     partitions_def=videos_partitions,
     deps=[landmarks],
+    group_name=GROUP,
+    code_version="1",
+    retry_policy=STEP_RETRY,
+    op_tags=pod_tags("clean_landmarks"),
+    kinds={"parquet"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            DETECTION_CHECK,
+            asset="clean_landmarks",
+            blocking=True,
+            description="Detection rate and mean visibility at or above their thresholds; blocks metrics and "
+            "exports of a video whose pose data cannot be trusted.",
+        ),
+        dg.AssetCheckSpec(
+            STABILITY_CHECK,
+            asset="clean_landmarks",
+            description="Jitter and the fraction of filled frames at or below their thresholds (a warning).",
+        ),
+    ],
+    description="The cleaned layer: short gaps filled, tracks smoothed (zero-phase Butterworth), each value "
+    "flagged; the raw landmarks stay untouched. Quality scores per video and person.",
+)
+def clean_landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> Iterator[object]:
+    with user_errors():
+        result = clean_landmarks_step(pipeline.lake_uri, context.partition_key, pipeline.cleaning)
+    video = result.video_quality
+    scores = {k: v for k, v in video.items() if k != "person" and v is not None}
+    yield dg.MaterializeResult(
+        metadata={
+            **output_locations(pipeline, uri=result.uri, quality_uri=result.quality_uri),
+            **operations(
+                context,
+                pipeline,
+                "clean_landmarks",
+                result.seconds,
+                int(video["frames"]),
+                result.uri,  # type: ignore[call-overload]
+            ),
+            "dagster/row_count": result.rows,
+            "filled_frames": result.filled_frames,
+            "fill_max_gap": pipeline.fill_max_gap,
+            "smoothing": f"butterworth zero-phase, cutoff {pipeline.smooth_cutoff_hz:g} Hz"
+            if pipeline.smooth_cutoff_hz
+            else "none",
+            **{f"quality_{k}": v for k, v in scores.items()},
+            "quality": preview(result.quality, limit=20),
+        }
+    )
+    thresholds = pipeline.quality
+    blocking = thresholds.blocking_failures(video)
+    yield dg.AssetCheckResult(
+        check_name=DETECTION_CHECK,
+        passed=not blocking,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description="; ".join(blocking) or "detection rate and visibility within thresholds",
+        metadata={k: v for k, v in scores.items() if k in ("detection_rate", "mean_visibility")},
+    )
+    warnings = thresholds.warnings(video)
+    yield dg.AssetCheckResult(
+        check_name=STABILITY_CHECK,
+        passed=not warnings,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="; ".join(warnings) or "jitter and filled frames within thresholds",
+        metadata={k: v for k, v in scores.items() if k in ("jitter_px", "filled_fraction")},
+    )
+
+
+@dg.asset(
+    partitions_def=videos_partitions,
+    deps=[landmarks, clean_landmarks],
     group_name=GROUP,
     code_version="1",
     retry_policy=STEP_RETRY,
@@ -186,7 +265,9 @@ def overlays(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
 def metrics(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     started = time.perf_counter()
     with user_errors():
-        result = steps.compute_metrics(pipeline.lake_uri, context.partition_key, pipeline.min_visibility)
+        result = steps.compute_metrics(
+            pipeline.lake_uri, context.partition_key, pipeline.min_visibility, pipeline.metrics_landmarks
+        )
     seconds = time.perf_counter() - started
     video = result.video_row
     return dg.MaterializeResult(
@@ -208,6 +289,7 @@ def metrics(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg
                 result.videos_uri,
             ),
             "dagster/row_count": result.frame_rows,
+            "landmarks": pipeline.metrics_landmarks,
             "detection_rate": result.detection_rate,
             "detected_frames": int(video["detected_frames"]),  # type: ignore[call-overload]
             "pose_frames_per_s": video["pose_frames_per_s"],
@@ -217,4 +299,34 @@ def metrics(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg
     )
 
 
-PROCESS_VIDEO_ASSETS = [frames, landmarks, overlays, metrics]
+@dg.asset(
+    partitions_def=videos_partitions,
+    deps=[clean_landmarks, metrics],
+    group_name=GROUP,
+    code_version="1",
+    retry_policy=STEP_RETRY,
+    op_tags=pod_tags("exports"),
+    kinds={"csv", "png"},
+    description="Files for research tools: OpenSim .trc (cleaned world landmarks) and .mot (angles) per "
+    "person, the long CSV, and a plot per joint of its angles over time.",
+)
+def exports(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
+    started = time.perf_counter()
+    with user_errors():
+        result = write_exports(pipeline.lake_uri, context.partition_key)
+    seconds = time.perf_counter() - started
+    images = "\n\n".join(
+        f"**{kind}**\n\n![{kind}](data:image/png;base64,{base64.b64encode(png).decode()})"
+        for kind, png in result.plots.items()
+    )
+    return dg.MaterializeResult(
+        metadata={
+            **operations(context, pipeline, "exports", seconds, 0, *result.files),
+            "files": dg.MetadataValue.json([str(location(uri).value) for uri in result.files]),
+            "people": dg.MetadataValue.json(result.people),
+            "angle_plots": dg.MetadataValue.md(images),
+        }
+    )
+
+
+PROCESS_VIDEO_ASSETS = [frames, landmarks, overlays, clean_landmarks, metrics, exports]

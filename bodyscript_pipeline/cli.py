@@ -3,7 +3,8 @@
 - ``bodyscript process VIDEO [--json]``: register the video as a partition and materialize its assets
   through the local Dagster instance, so the run also shows in the UI.
 - ``bodyscript query SQL [--format table|csv|json|parquet] [--output FILE]``: query the lake's DuckDB views.
-- ``bodyscript export PARTITION --format csv|json [--output FILE]``: one video's landmarks for other tools.
+- ``bodyscript export PARTITION --format csv|json|trc|mot [--person N] [--output FILE]``: one video's landmarks
+  (or one person's OpenSim markers or angles) for other tools.
 - ``bodyscript model``: fetch the pose model into the cache (``make setup`` runs it) and print its path.
 
 Expected failures print one line on stderr and exit non-zero; no traceback.
@@ -18,7 +19,7 @@ import sys
 import threading
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     query.add_argument("--output", type=Path, help="write to this file instead of stdout (required for parquet)")
     export = commands.add_parser("export", help="export one video's landmarks as long CSV or JSON")
     export.add_argument("partition")
-    export.add_argument("--format", choices=("csv", "json"), default="csv")
+    export.add_argument("--format", choices=("csv", "json", "trc", "mot"), default="csv")
+    export.add_argument("--person", type=int, default=0, help="the person id of a trc or mot export")
     export.add_argument("--output", type=Path, help="write to this file instead of stdout")
     commands.add_parser("model", help="fetch the pose model into the cache and print its path")
     args = parser.parse_args(argv)
@@ -56,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "query":
             return _query(settings, args.sql, args.format, args.output)
         if args.command == "export":
-            return _export(settings, args.partition, args.format, args.output)
+            return _export(settings, args.partition, args.format, args.output, args.person)
         return _model(settings)
     except BodyscriptError as exc:
         print(f"bodyscript: error: {exc}", file=sys.stderr)
@@ -100,7 +102,7 @@ def _process(settings: Settings, video: str, partition: str | None, as_json: boo
     import dagster as dg
 
     from assets.partitions import VIDEOS_PARTITIONS_NAME
-    from assets.video_assets import PROGRESS_PREFIX
+    from assets.video_assets import PROCESS_VIDEO_ASSETS, PROGRESS_PREFIX
     from bodyscript_pipeline.definitions import PROCESS_VIDEO_JOB, build_definitions
 
     instance = dg.DagsterInstance.get()
@@ -119,7 +121,8 @@ def _process(settings: Settings, video: str, partition: str | None, as_json: boo
     native_log = settings.home / "logs" / f"{run_id}.log"
     show_bar = sys.stderr.isatty()
     with _stderr_to(native_log) as terminal:
-        bar = _ProgressBar(instance, run_id, PROGRESS_PREFIX, terminal) if show_bar else None
+        steps = [asset.key.to_user_string() for asset in PROCESS_VIDEO_ASSETS]
+        bar = _ProgressBar(instance, run_id, PROGRESS_PREFIX, terminal, steps) if show_bar else None
         if bar:
             bar.start()
         try:
@@ -143,7 +146,7 @@ def _process(settings: Settings, video: str, partition: str | None, as_json: boo
         out = summary["outputs"]
         print(f"{key}: {summary['detected_frames']}/{summary['frames']} frames with a pose")
         for name, location in out.items():
-            print(f"  {name:<13} {location}")
+            print(f"  {name:<15} {location}")
     return 0
 
 
@@ -167,8 +170,11 @@ def _stderr_to(log_path: Path) -> Iterator[TextIO]:
 
 
 def _failure_reason(result: Any) -> str:
-    """The first failed step and its one-line reason: the user-facing description of an expected
-    failure, else the innermost exception's first line."""
+    """A failed blocking quality check's reason, or the first failed step and its one-line reason: the
+    user-facing description of an expected failure, else the innermost exception's first line."""
+    for check in result.get_asset_check_evaluations():
+        if not check.passed and check.severity.value == "ERROR":
+            return f"{check.asset_key.to_user_string()}: quality check {check.check_name} failed: {check.description}"
     for event in result.all_events:
         if event.is_step_failure:
             user = event.step_failure_data.user_failure_data
@@ -187,17 +193,23 @@ def _summary(settings: Settings, key: str) -> dict[str, Any]:
 
     lake = VideoLake(settings.lake_uri, key)
     video = read_table(lake.table_part("videos")).to_pylist()[0]
+    quality = read_table(lake.table_part("quality")).to_pylist()
     return {
         "partition": key,
         "frames": video["frame_count"],
         "detected_frames": video["detected_frames"],
+        "people": len(quality) - 1,
+        "quality": {k: v for k, v in quality[0].items() if k != "person"},
         "outputs": {
             "frames": lake.frame_index,
             "landmarks": lake.table_part("landmarks"),
+            "landmarks_clean": lake.table_part("landmarks_clean"),
+            "quality": lake.table_part("quality"),
             "overlay": lake.overlay,
             "metrics": lake.table_part("frame_metrics"),
             "video_metrics": lake.table_part("video_metrics"),
             "thumbnail": lake.thumbnail,
+            "exports": lake.folder("exports"),
         },
     }
 
@@ -205,9 +217,8 @@ def _summary(settings: Settings, key: str) -> dict[str, Any]:
 class _ProgressBar:
     """Draws the run's progress on the terminal from the step and progress events of the event log."""
 
-    STEPS = ("frames", "landmarks", "overlays", "metrics")
-
-    def __init__(self, instance: Any, run_id: str, prefix: str, out: TextIO) -> None:
+    def __init__(self, instance: Any, run_id: str, prefix: str, out: TextIO, steps: list[str]) -> None:
+        self._steps = steps
         self._out = out
         self._instance = instance
         self._run_id = run_id
@@ -247,7 +258,7 @@ class _ProgressBar:
             elif event.user_message.startswith(self._prefix):
                 done, total = event.user_message[len(self._prefix) :].split()[0].split("/")
                 current, fraction = step, int(done) / max(1, int(total))
-        total = len(self.STEPS)
+        total = len(self._steps)
         progress = (len(finished) + (fraction if current not in finished else 0.0)) / total
         width = 30
         filled = int(progress * width)
@@ -284,10 +295,17 @@ def _query(settings: Settings, sql: str, fmt: str, output: Path | None) -> int:
     return 0
 
 
-def _export(settings: Settings, partition: str, fmt: str, output: Path | None) -> int:
+def _export(settings: Settings, partition: str, fmt: str, output: Path | None, person: int = 0) -> int:
     from bodyscript_pipeline.exports import write_json, write_long_csv
+    from bodyscript_pipeline.research_exports import write_person_mot, write_person_trc
 
-    writer = write_long_csv if fmt == "csv" else write_json
+    writers: dict[str, Callable[[str, str, TextIO], int]] = {
+        "csv": write_long_csv,
+        "json": write_json,
+        "trc": lambda lake, key, out: write_person_trc(lake, key, person, out),
+        "mot": lambda lake, key, out: write_person_mot(lake, key, person, out),
+    }
+    writer = writers[fmt]
     if output is None:
         writer(settings.lake_uri, partition, sys.stdout)
         return 0

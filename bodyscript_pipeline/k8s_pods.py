@@ -37,7 +37,9 @@ ASSET_POD: dict[str, str] = {
     "frames": "video",
     "landmarks": "pose",
     "overlays": "video",
+    "clean_landmarks": "table",
     "metrics": "table",
+    "exports": "table",
     "fleet_summary": "table",
 }
 

@@ -7,9 +7,12 @@
 <lake>/frames/video=<partition>/probe.json            probe of the source
 <lake>/frames/video=<partition>/source<ext>           the source's bytes, as decoded by every step
 <lake>/landmarks/video=<partition>/part-0.parquet     frame x person x landmark
+<lake>/landmarks_clean/video=<partition>/part-0.parquet  frame x person x landmark, gaps filled, smoothed
+<lake>/quality/video=<partition>/part-0.parquet       the video and each person: detection, jitter, fill
 <lake>/frame_metrics/video=<partition>/part-0.parquet frame x person: angles, velocities
 <lake>/video_metrics/video=<partition>/part-0.parquet video x joint: range of motion
 <lake>/overlays/video=<partition>/overlay.mp4, thumbnail.jpg
+<lake>/exports/video=<partition>/person-<id>.trc, person-<id>.mot, landmarks.csv, angles-<joint>.png
 <lake>/fleet_summary/part-0.parquet                   one row per video: the fleet at a glance
 ```
 """
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 
 from bodyscript_pipeline.storage import join
 
-TABLES = ("videos", "frames", "landmarks", "frame_metrics", "video_metrics")
+TABLES = ("videos", "frames", "landmarks", "landmarks_clean", "quality", "frame_metrics", "video_metrics")
 
 
 def fleet_summary_uri(lake_uri: str) -> str:
@@ -58,6 +61,9 @@ class VideoLake:
     @property
     def overlay(self) -> str:
         return join(self.folder("overlays"), "overlay.mp4")
+
+    def export_file(self, name: str) -> str:
+        return join(self.folder("exports"), name)
 
     @property
     def thumbnail(self) -> str:

@@ -3,7 +3,8 @@
 Each range (chunk) gets its own landmarker in VIDEO mode and its own decoder. A landmarker starting cold
 re-detects the person instead of tracking them, so every chunk after the first starts ``WARMUP_FRAMES``
 early: those frames only warm the tracker up and are not written. Every frame belongs to exactly one chunk,
-so the merged table has each frame exactly once, in order.
+so the merged table has each frame exactly once, in order. Person ids are given while merging, by one
+``PersonTracker`` over all chunks in frame order, so they do not restart at chunk boundaries.
 """
 
 from __future__ import annotations
@@ -15,10 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bodyscript_pipeline.parquet_io import TableWriter, table_writer
-from bodyscript_pipeline.pose import PoseEstimator, merge_columns, result_columns
+from bodyscript_pipeline.pose import PoseEstimator, PoseOptions, merge_columns, result_columns
+from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
+from bodyscript_pipeline.tracking import PersonTracker
 from bodyscript_pipeline.video_io import FrameIndex, Probe, iter_frames
 
 WARMUP_FRAMES = 30
@@ -56,6 +62,7 @@ class PoseRun:
     detected: int
     delegate: str
     fallback_reason: str | None
+    people: int = 0  # person ids given
 
 
 def plan_chunks(frame_count: int, workers: int) -> list[Chunk]:
@@ -71,20 +78,20 @@ def _init_worker(counter: Any) -> None:
 
 
 def run_chunk(
-    video: Path, probe: Probe, index: FrameIndex, model_path: Path, chunk: Chunk, out: Path, delegate: str = "cpu"
+    video: Path, probe: Probe, index: FrameIndex, model_path: Path, chunk: Chunk, out: Path, options: PoseOptions
 ) -> ChunkResult:
-    """Pose rows of one chunk's frames, written to a local Parquet file."""
+    """Pose rows of one chunk's frames, written to a local Parquet file; ``person`` is the place in the frame."""
     frames = detected = 0
-    estimator = PoseEstimator(model_path, delegate=delegate)
+    estimator = PoseEstimator(model_path, options.num_poses, delegate=options.delegate, tiles=options.tiles)
     with estimator, table_writer("landmarks", f"file://{out}") as writer:
         parts: list[dict[str, list[object]]] = []
         for frame_index, pts, image in iter_frames(video, probe, index, chunk.warmup_start, chunk.stop):
             timestamp_ms = probe.timestamp_ms(pts)
-            result = estimator.detect(image, timestamp_ms)
+            people = estimator.detect(image, timestamp_ms)
             if frame_index < chunk.start:
                 continue  # warm-up: tracker state only
-            detected += bool(result.pose_landmarks)
-            parts.append(result_columns(frame_index, timestamp_ms, result))
+            detected += bool(len(people))
+            parts.append(result_columns(frame_index, timestamp_ms, people))
             frames += 1
             if len(parts) == BATCH_FRAMES:
                 writer.write_columns(merge_columns(parts))
@@ -105,20 +112,29 @@ def estimate_in_chunks(
     workdir: Path,
     out: TableWriter,
     progress: Callable[[int, int], None],
-    delegate: str = "cpu",
+    options: PoseOptions,
 ) -> PoseRun:
     """Run every chunk (in parallel processes when more than one), then append their rows to ``out`` in
-    frame order."""
+    frame order, with person ids from one tracker."""
     chunks = plan_chunks(len(index), workers)
     paths = [workdir / f"chunk-{c.index:03d}.parquet" for c in chunks]
     if len(chunks) == 1:
-        results = [run_chunk(video, probe, index, model_path, chunks[0], paths[0], delegate)]
+        results = [run_chunk(video, probe, index, model_path, chunks[0], paths[0], options)]
     else:
-        results = _run_parallel(video, probe, index, model_path, chunks, paths, progress, delegate)
+        results = _run_parallel(video, probe, index, model_path, chunks, paths, progress, options)
+    tracker = PersonTracker(probe.width, probe.height, options.track_max_gap)
+    carry: pa.Table | None = None
     for result in sorted(results, key=lambda r: r.chunk.index):
-        for batch in pq.ParquetFile(result.path).iter_batches(batch_size=BATCH_FRAMES * 33):
-            out.write_batch(batch)
+        for batch in pq.ParquetFile(result.path).iter_batches(batch_size=BATCH_FRAMES * NUM_LANDMARKS):
+            table = pa.Table.from_batches([batch])
+            table = table if carry is None else pa.concat_tables([carry, table])
+            frame = table["frame_index"].to_numpy()
+            cut = int(np.searchsorted(frame, frame[-1]))  # the last frame may go on in the next batch
+            _write_tracked(table.slice(0, cut), tracker, out)
+            carry = table.slice(cut)
         result.path.unlink()
+    if carry is not None:
+        _write_tracked(carry, tracker, out)
     progress(len(index), len(index))
     fallbacks = [r.fallback_reason for r in results if r.fallback_reason]
     return PoseRun(
@@ -126,7 +142,31 @@ def estimate_in_chunks(
         detected=sum(r.detected for r in results),
         delegate="gpu" if all(r.delegate == "gpu" for r in results) else "cpu",
         fallback_reason=fallbacks[0] if fallbacks else None,
+        people=tracker.next_id,
     )
+
+
+def _write_tracked(table: pa.Table, tracker: PersonTracker, out: TableWriter) -> None:
+    """Replace each frame's place-in-frame ``person`` by its track id, then write the rows."""
+    if not table.num_rows:
+        return
+    valid = pc.is_valid(table["person"]).to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(valid)
+    ids = np.zeros(table.num_rows, dtype=np.uint16)
+    if len(rows):
+        values = np.stack(
+            [table[c].to_numpy(zero_copy_only=False)[rows] for c in ("x", "y", "visibility")], axis=-1
+        ).reshape(-1, NUM_LANDMARKS, 3)
+        pose_frame = table["frame_index"].to_numpy()[rows][::NUM_LANDMARKS]
+        pose_ids = np.empty(len(pose_frame), dtype=np.uint16)
+        starts = np.flatnonzero(np.r_[True, pose_frame[1:] != pose_frame[:-1]])
+        for s, e in zip(starts, np.r_[starts[1:], len(pose_frame)], strict=True):
+            pose_ids[s:e] = tracker.assign(int(pose_frame[s]), values[s:e])
+        ids[rows] = np.repeat(pose_ids, NUM_LANDMARKS)
+    person = pa.array(ids, pa.uint16(), mask=~valid)
+    table = table.set_column(table.schema.get_field_index("person"), "person", person).combine_chunks()
+    for batch in table.to_batches():
+        out.write_batch(batch)
 
 
 def _run_parallel(
@@ -137,14 +177,14 @@ def _run_parallel(
     chunks: list[Chunk],
     paths: list[Path],
     progress: Callable[[int, int], None],
-    delegate: str,
+    options: PoseOptions,
 ) -> list[ChunkResult]:
     # spawn, not fork: the parent holds threads (Dagster's, PyAV's) that a fork would copy mid-flight.
     context = multiprocessing.get_context("spawn")
     counter = context.Value("q", 0)
     with ProcessPoolExecutor(len(chunks), mp_context=context, initializer=_init_worker, initargs=(counter,)) as pool:
         futures = [
-            pool.submit(run_chunk, video, probe, index, model_path, chunk, path, delegate)
+            pool.submit(run_chunk, video, probe, index, model_path, chunk, path, options)
             for chunk, path in zip(chunks, paths, strict=True)
         ]
         pending = set(futures)

@@ -15,7 +15,7 @@ from datetime import datetime
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.lake import TABLES
 
-DERIVED_TABLES: tuple[str, ...] = (*TABLES, "overlays")
+DERIVED_TABLES: tuple[str, ...] = (*TABLES, "overlays", "exports")
 ARCHIVE_PREFIX = "archive"
 PARTITION_FOLDER = "video="
 

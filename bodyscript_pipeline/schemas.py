@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from bodyscript_pipeline.joints import JOINT_NAMES, angle_column, velocity_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: person ids are uint16 track ids; landmarks_clean and quality tables
 
 FRAMES = pa.schema(
     [
@@ -21,13 +21,14 @@ FRAMES = pa.schema(
     ]
 )
 
-# One row per frame x person x landmark. A frame with no detection has exactly one row whose
+# One row per frame x person x landmark, as the model gave them. ``person`` is a track id that stays with
+# the same person across frames (tracking.py). A frame with no detection has exactly one row whose
 # person, landmark and coordinates are null, so frame counts never lose undetected frames.
 LANDMARKS = pa.schema(
     [
         pa.field("frame_index", pa.uint32(), nullable=False),
         pa.field("timestamp_ms", pa.int64(), nullable=False),
-        pa.field("person", pa.uint8()),
+        pa.field("person", pa.uint16()),
         pa.field("landmark_id", pa.uint8()),
         pa.field("landmark", pa.dictionary(pa.int8(), pa.string())),
         pa.field("x", pa.float32()),
@@ -41,12 +42,47 @@ LANDMARKS = pa.schema(
     ]
 )
 
+# The cleaned layer (cleaning.py): one row per frame x person x landmark where the person was detected or
+# a short gap was filled. The raw ``landmarks`` stay untouched. ``filled``: the frame had no detection of
+# this person and the values are interpolated; ``smoothed``: the coordinates went through the low-pass filter.
+LANDMARKS_CLEAN = pa.schema(
+    [
+        pa.field("frame_index", pa.uint32(), nullable=False),
+        pa.field("timestamp_ms", pa.int64(), nullable=False),
+        pa.field("person", pa.uint16(), nullable=False),
+        pa.field("landmark_id", pa.uint8(), nullable=False),
+        pa.field("landmark", pa.dictionary(pa.int8(), pa.string()), nullable=False),
+        pa.field("x", pa.float32()),
+        pa.field("y", pa.float32()),
+        pa.field("z", pa.float32()),
+        pa.field("visibility", pa.float32()),
+        pa.field("world_x", pa.float32()),
+        pa.field("world_y", pa.float32()),
+        pa.field("world_z", pa.float32()),
+        pa.field("filled", pa.bool_(), nullable=False),
+        pa.field("smoothed", pa.bool_(), nullable=False),
+    ]
+)
+
+# Pose quality of a video (``person`` null) and of each person in it (quality.py says how each is measured).
+QUALITY = pa.schema(
+    [
+        pa.field("person", pa.uint16()),
+        pa.field("frames", pa.uint32(), nullable=False),
+        pa.field("detected_frames", pa.uint32(), nullable=False),
+        pa.field("detection_rate", pa.float64(), nullable=False),
+        pa.field("mean_visibility", pa.float32()),
+        pa.field("jitter_px", pa.float32()),
+        pa.field("filled_fraction", pa.float64(), nullable=False),
+    ]
+)
+
 # One row per frame x detected person; angles in degrees, velocities in degrees per second.
 FRAME_METRICS = pa.schema(
     [
         pa.field("frame_index", pa.uint32(), nullable=False),
         pa.field("timestamp_ms", pa.int64(), nullable=False),
-        pa.field("person", pa.uint8(), nullable=False),
+        pa.field("person", pa.uint16(), nullable=False),
         *(pa.field(angle_column(j), pa.float32()) for j in JOINT_NAMES),
         *(pa.field(velocity_column(j), pa.float32()) for j in JOINT_NAMES),
     ]
@@ -55,7 +91,7 @@ FRAME_METRICS = pa.schema(
 # One row per joint (and person) of a video: range of motion and how much of the video measured it.
 VIDEO_METRICS = pa.schema(
     [
-        pa.field("person", pa.uint8(), nullable=False),
+        pa.field("person", pa.uint16(), nullable=False),
         pa.field("joint", pa.string(), nullable=False),
         pa.field("valid_frames", pa.uint32(), nullable=False),
         pa.field("min_deg", pa.float32()),
@@ -86,6 +122,7 @@ VIDEOS = pa.schema(
         pa.field("pose_frames_per_s", pa.float64()),
         pa.field("model", pa.string(), nullable=False),
         pa.field("model_sha256", pa.string(), nullable=False),
+        pa.field("metrics_landmarks", pa.string(), nullable=False),
         pa.field("processed_at_ms", pa.int64(), nullable=False),
     ]
 )
@@ -122,6 +159,15 @@ STORED_MANTISSA_BITS: dict[str, dict[str, int]] = {
         "world_y": 6,
         "world_z": 6,
     },
+    "landmarks_clean": {
+        "x": 10,
+        "y": 10,
+        "z": 6,
+        "visibility": 4,
+        "world_x": 6,
+        "world_y": 6,
+        "world_z": 6,
+    },
     "frame_metrics": {
         **{angle_column(j): 10 for j in JOINT_NAMES},
         **{velocity_column(j): 10 for j in JOINT_NAMES},
@@ -131,6 +177,8 @@ STORED_MANTISSA_BITS: dict[str, dict[str, int]] = {
 SCHEMAS: dict[str, pa.Schema] = {
     "frames": FRAMES,
     "landmarks": LANDMARKS,
+    "landmarks_clean": LANDMARKS_CLEAN,
+    "quality": QUALITY,
     "frame_metrics": FRAME_METRICS,
     "video_metrics": VIDEO_METRICS,
     "videos": VIDEOS,

@@ -15,6 +15,14 @@
 | ``BODYSCRIPT_K8S_GPU_NODE_SELECTOR``, ``_CPU_NODE_SELECTOR``, ``_GPU_TAINT`` | pools, see k8s_pods.py |
 | ``BODYSCRIPT_COST_CPU_POD_HOUR``, ``BODYSCRIPT_COST_GPU_POD_HOUR`` | ``0.05``, ``1.00``: prices for cost estimates |
 | ``BODYSCRIPT_POSE_WORKERS`` | the number of cores: parallel frame ranges of pose inference per video |
+| ``BODYSCRIPT_NUM_POSES``    | ``1``: most people found per frame; above 1, wide frames are tiled (pose.py) |
+| ``BODYSCRIPT_POSE_TILES``   | ``auto``, or a number of overlapping tiles along the frame's long side |
+| ``BODYSCRIPT_TRACK_MAX_GAP`` | ``15``: frames a person may be missing and keep their id (tracking.py) |
+| ``BODYSCRIPT_FILL_MAX_GAP`` | ``10``: longest gap, in frames, the cleaned layer fills (0: none) |
+| ``BODYSCRIPT_SMOOTH_CUTOFF_HZ`` | ``6``: zero-phase Butterworth cut-off of the cleaned layer (0: no smoothing) |
+| ``BODYSCRIPT_METRICS_LANDMARKS`` | ``cleaned``, or ``raw``: which landmarks the metrics measure |
+| ``BODYSCRIPT_QUALITY_MIN_DETECTION_RATE``, ``_MIN_VISIBILITY`` | ``0.5``, ``0.5``: below either, the check blocks |
+| ``BODYSCRIPT_QUALITY_MAX_JITTER_PX``, ``_MAX_FILLED`` | ``20``, ``0.25``: above either, the warning check fails |
 | ``DAGSTER_HOME``           | ``$BODYSCRIPT_HOME/dagster``              |
 | ``BODYSCRIPT_SENSOR_INTERVAL_S`` | ``15``: seconds between drop-zone scans |
 | ``BODYSCRIPT_SCAN_MAX_PAGES`` | ``20``: listing pages per scan          |
@@ -38,9 +46,11 @@ from pathlib import Path
 
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.model_catalog import MODEL_VARIANTS
+from bodyscript_pipeline.quality import QualityThresholds
 from bodyscript_pipeline.validation import Limits
 
 EXECUTORS = ("multiprocess", "in_process", "k8s")
+METRICS_LANDMARKS = ("cleaned", "raw")
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,13 @@ class Settings:
     k8s_cpu_node_selector: str = "bodyscript.io/pool=cpu"
     k8s_gpu_taint: str = "nvidia.com/gpu"
     limits: Limits = field(default_factory=Limits)
+    num_poses: int = 1
+    pose_tiles: int = 0  # 0: automatic
+    track_max_gap: int = 15
+    fill_max_gap: int = 10
+    smooth_cutoff_hz: float = 6.0
+    metrics_landmarks: str = "cleaned"
+    quality: QualityThresholds = field(default_factory=QualityThresholds)
     sensor_interval_s: int = 15
     scan_max_pages: int = 20
     scan_page_size: int = 1000
@@ -97,6 +114,10 @@ class Settings:
         mode = (env.get("BODYSCRIPT_RETENTION_MODE") or "delete").strip().lower()
         if mode not in ("delete", "archive"):
             raise BodyscriptError(f"BODYSCRIPT_RETENTION_MODE={mode!r}: choose delete or archive")
+        metrics_landmarks = (env.get("BODYSCRIPT_METRICS_LANDMARKS") or "cleaned").strip().lower()
+        if metrics_landmarks not in METRICS_LANDMARKS:
+            raise BodyscriptError(f"BODYSCRIPT_METRICS_LANDMARKS={metrics_landmarks!r}: choose cleaned or raw")
+        tiles = (env.get("BODYSCRIPT_POSE_TILES") or "auto").strip().lower()
         return cls(
             home=home,
             lake_uri=_as_uri(env.get("BODYSCRIPT_LAKE_URI") or str(home / "lake")),
@@ -119,6 +140,18 @@ class Settings:
                 max_duration_s=_number(env, "BODYSCRIPT_MAX_DURATION_S", Limits.max_duration_s),
                 max_pixels=int(_number(env, "BODYSCRIPT_MAX_PIXELS", Limits.max_pixels)),
                 max_frames=int(_number(env, "BODYSCRIPT_MAX_FRAMES", Limits.max_frames)),
+            ),
+            num_poses=max(1, int(_number(env, "BODYSCRIPT_NUM_POSES", 1))),
+            pose_tiles=0 if tiles == "auto" else max(1, int(_number(env, "BODYSCRIPT_POSE_TILES", 1))),
+            track_max_gap=max(0, int(_number(env, "BODYSCRIPT_TRACK_MAX_GAP", 15))),
+            fill_max_gap=max(0, int(_number(env, "BODYSCRIPT_FILL_MAX_GAP", 10))),
+            smooth_cutoff_hz=max(0.0, _number(env, "BODYSCRIPT_SMOOTH_CUTOFF_HZ", 6.0)),
+            metrics_landmarks=metrics_landmarks,
+            quality=QualityThresholds(
+                min_detection_rate=_number(env, "BODYSCRIPT_QUALITY_MIN_DETECTION_RATE", 0.5),
+                min_visibility=_number(env, "BODYSCRIPT_QUALITY_MIN_VISIBILITY", 0.5),
+                max_jitter_px=_number(env, "BODYSCRIPT_QUALITY_MAX_JITTER_PX", 20.0),
+                max_filled=_number(env, "BODYSCRIPT_QUALITY_MAX_FILLED", 0.25),
             ),
             sensor_interval_s=int(_number(env, "BODYSCRIPT_SENSOR_INTERVAL_S", 15)),
             scan_max_pages=int(_number(env, "BODYSCRIPT_SCAN_MAX_PAGES", 20)),

@@ -24,6 +24,7 @@ from bodyscript_pipeline.lake import VideoLake
 from bodyscript_pipeline.metrics import detection_summary, frame_metrics, video_metrics
 from bodyscript_pipeline.model import ModelFile
 from bodyscript_pipeline.parquet_io import file_metadata, iter_batches, read_table, table_writer, write_table
+from bodyscript_pipeline.pose import PoseOptions
 from bodyscript_pipeline.pose_chunks import estimate_in_chunks
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
 from bodyscript_pipeline.sources import load_source
@@ -102,6 +103,7 @@ class LandmarksResult:
     seconds: float
     delegate: str = "cpu"
     delegate_fallback: str | None = None
+    people: int = 0
 
     @property
     def detection_rate(self) -> float:
@@ -118,22 +120,27 @@ def estimate_landmarks(
     model: ModelFile,
     workers: int = 1,
     progress: Progress = _no_progress,
-    delegate: str = "cpu",
+    options: PoseOptions | None = None,
 ) -> LandmarksResult:
     """Run the pose model on every frame, in ``workers`` parallel frame ranges, and write the rows in frame
-    order, streaming in bounded batches."""
+    order with tracked person ids, streaming in bounded batches."""
+    options = options or PoseOptions()
     lake = VideoLake(lake_uri, partition)
     probe = load_probe(lake)
     index = load_frame_index(lake)
     uri = lake.table_part("landmarks")
     started = time.perf_counter()
-    meta = {"bodyscript.model": model.variant, "bodyscript.model_sha256": model.sha256}
+    meta = {
+        "bodyscript.model": model.variant,
+        "bodyscript.model_sha256": model.sha256,
+        "bodyscript.num_poses": str(options.num_poses),
+    }
     with (
         storage.local_copy(_frame_video_uri(lake)) as video,
         tempfile.TemporaryDirectory(prefix="bodyscript-pose-") as workdir,
         table_writer("landmarks", uri, meta) as out,
     ):
-        run = estimate_in_chunks(video, probe, index, model.path, workers, Path(workdir), out, progress, delegate)
+        run = estimate_in_chunks(video, probe, index, model.path, workers, Path(workdir), out, progress, options)
         seconds = time.perf_counter() - started
         out.add_metadata(
             {
@@ -143,11 +150,11 @@ def estimate_landmarks(
             }
         )
         rows = out.rows
-    return LandmarksResult(uri, rows, run.frames, run.detected, seconds, run.delegate, run.fallback_reason)
+    return LandmarksResult(uri, rows, run.frames, run.detected, seconds, run.delegate, run.fallback_reason, run.people)
 
 
-def _poses_by_frame(landmarks_uri: str) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame_index, array (persons, 33, 3) of x, y, visibility) for frames with detections, in order."""
+def _poses_by_frame(landmarks_uri: str) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(frame_index, person ids, array (persons, 33, 3) of x, y, visibility) for frames with detections."""
     columns = ["frame_index", "person", "x", "y", "visibility"]
     for batch in iter_batches(landmarks_uri, columns, batch_size=NUM_LANDMARKS * 2048):
         table = pa.Table.from_batches([batch]).filter(pc.is_valid(batch["person"]))
@@ -157,8 +164,9 @@ def _poses_by_frame(landmarks_uri: str) -> Iterator[tuple[int, np.ndarray]]:
         values = np.stack([table[c].to_numpy(zero_copy_only=False) for c in ("x", "y", "visibility")], axis=-1)
         starts = np.flatnonzero(np.r_[True, frame[1:] != frame[:-1]])
         ends = np.r_[starts[1:], len(frame)]
+        person = table["person"].to_numpy()
         for s, e in zip(starts, ends, strict=True):
-            yield int(frame[s]), values[s:e].reshape(-1, NUM_LANDMARKS, 3)
+            yield int(frame[s]), person[s:e:NUM_LANDMARKS], values[s:e].reshape(-1, NUM_LANDMARKS, 3)
 
 
 @dataclass(frozen=True)
@@ -184,18 +192,19 @@ def render_overlay(
     poses = _poses_by_frame(lake.table_part("landmarks"))
     pending = next(poses, None)
     empty = np.empty((0, NUM_LANDMARKS, 3), dtype=np.float32)
+    no_ids = np.empty(0, dtype=np.uint16)
     with (
         storage.local_copy(_frame_video_uri(lake)) as video,
         storage.staged_output(lake.overlay) as out_path,
         H264Writer(out_path, probe.width, probe.height, probe.time_base, probe.fps) as writer,
     ):
         for i, pts, image in iter_frames(video, probe, index):
-            people = empty
+            people, ids = empty, no_ids
             while pending is not None and pending[0] <= i:
                 if pending[0] == i:
-                    people = pending[1]
+                    ids, people = pending[1], pending[2]
                 pending = next(poses, None)
-            draw_skeletons(image, people, min_visibility)
+            draw_skeletons(image, people, min_visibility, ids)
             writer.write(image, pts - probe.start_pts)
             if i == thumbnail_at:
                 thumbnail = image
@@ -230,14 +239,22 @@ class MetricsResult:
     joint_rows: list[dict[str, object]]
 
 
-def compute_metrics(lake_uri: str, partition: str, min_visibility: float) -> MetricsResult:
-    """Angles and velocities per frame, range of motion per joint, and the video's summary row."""
+def compute_metrics(
+    lake_uri: str, partition: str, min_visibility: float, landmarks_source: str = "raw"
+) -> MetricsResult:
+    """Angles and velocities per frame, range of motion per joint, and the video's summary row, measured on
+    the ``raw`` or ``cleaned`` landmarks (``landmarks_source``, recorded in the ``videos`` row)."""
     lake = VideoLake(lake_uri, partition)
     probe = load_probe(lake)
     landmarks_uri = lake.table_part("landmarks")
-    landmarks = read_table(landmarks_uri)
+    metric_columns = ["frame_index", "timestamp_ms", "person", "landmark_id", "x", "y", "visibility"]
+    landmarks = read_table(landmarks_uri, columns=metric_columns)
     meta = file_metadata(landmarks_uri)
-    per_frame = frame_metrics(landmarks, probe.width, probe.height, min_visibility)
+    measured = landmarks
+    if landmarks_source == "cleaned":
+        measured = read_table(lake.table_part("landmarks_clean"), columns=metric_columns)
+    per_frame = frame_metrics(measured, probe.width, probe.height, min_visibility)
+    del measured
     per_joint = video_metrics(per_frame)
     summary = detection_summary(landmarks)
     pose_seconds = float(meta.get("bodyscript.pose_seconds", "0"))
@@ -260,9 +277,12 @@ def compute_metrics(lake_uri: str, partition: str, min_visibility: float) -> Met
         "pose_frames_per_s": summary.frames / pose_seconds if pose_seconds else None,
         "model": meta.get("bodyscript.model", ""),
         "model_sha256": meta.get("bodyscript.model_sha256", ""),
+        "metrics_landmarks": landmarks_source,
         "processed_at_ms": int(time.time() * 1000),
     }
-    write_table("frame_metrics", lake.table_part("frame_metrics"), per_frame)
+    write_table(
+        "frame_metrics", lake.table_part("frame_metrics"), per_frame, {"bodyscript.landmarks": landmarks_source}
+    )
     write_table("video_metrics", lake.table_part("video_metrics"), per_joint)
     write_table("videos", lake.table_part("videos"), pa.Table.from_pylist([video_row]))
     return MetricsResult(

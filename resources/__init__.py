@@ -16,7 +16,10 @@ import dagster as dg
 from botocore.config import Config
 from dagster_aws.s3 import S3Resource
 
+from bodyscript_pipeline.cleaning import CleaningOptions
 from bodyscript_pipeline.model import ModelFile, ensure_model
+from bodyscript_pipeline.pose import PoseOptions
+from bodyscript_pipeline.quality import QualityThresholds
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.validation import Limits
 
@@ -52,6 +55,16 @@ class PipelineResource(dg.ConfigurableResource):
     max_pixels: int
     max_frames: int
     presign_expiry_s: int
+    num_poses: int = 1
+    pose_tiles: int = 0
+    track_max_gap: int = 15
+    fill_max_gap: int = 10
+    smooth_cutoff_hz: float = 6.0
+    metrics_landmarks: str = "cleaned"
+    quality_min_detection_rate: float = 0.5
+    quality_min_visibility: float = 0.5
+    quality_max_jitter_px: float = 20.0
+    quality_max_filled: float = 0.25
     s3: S3Resource
 
     @classmethod
@@ -73,6 +86,16 @@ class PipelineResource(dg.ConfigurableResource):
             max_pixels=settings.limits.max_pixels,
             max_frames=settings.limits.max_frames,
             presign_expiry_s=settings.presign_expiry_s,
+            num_poses=settings.num_poses,
+            pose_tiles=settings.pose_tiles,
+            track_max_gap=settings.track_max_gap,
+            fill_max_gap=settings.fill_max_gap,
+            smooth_cutoff_hz=settings.smooth_cutoff_hz,
+            metrics_landmarks=settings.metrics_landmarks,
+            quality_min_detection_rate=settings.quality.min_detection_rate,
+            quality_min_visibility=settings.quality.min_visibility,
+            quality_max_jitter_px=settings.quality.max_jitter_px,
+            quality_max_filled=settings.quality.max_filled,
             s3=s3_resource_from_env(),
         )
 
@@ -91,6 +114,23 @@ class PipelineResource(dg.ConfigurableResource):
             cost_gpu_pod_hour=self.cost_gpu_pod_hour,
             limits=self.limits,
             presign_expiry_s=self.presign_expiry_s,
+        )
+
+    @property
+    def pose_options(self) -> PoseOptions:
+        return PoseOptions(self.num_poses, self.pose_tiles or None, self.pose_delegate, self.track_max_gap)
+
+    @property
+    def cleaning(self) -> CleaningOptions:
+        return CleaningOptions(self.fill_max_gap, self.smooth_cutoff_hz, self.min_visibility)
+
+    @property
+    def quality(self) -> QualityThresholds:
+        return QualityThresholds(
+            self.quality_min_detection_rate,
+            self.quality_min_visibility,
+            self.quality_max_jitter_px,
+            self.quality_max_filled,
         )
 
     @property

@@ -6,6 +6,7 @@ import struct
 from pathlib import Path
 
 import av
+import numpy as np
 
 
 def top_level_boxes(path: Path) -> list[str]:
@@ -24,6 +25,15 @@ def top_level_boxes(path: Path) -> list[str]:
         offset += size
     assert offset == len(data), "boxes do not tile the file"
     return boxes
+
+
+def frame_at(path: Path, index: int) -> np.ndarray:
+    """Frame ``index`` of a video, decoded to RGB."""
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i == index:
+                return frame.to_ndarray(format="rgb24")
+    raise IndexError(f"{path} has fewer than {index + 1} frames")
 
 
 def decoded_video(path: Path) -> tuple[str, str, int, int, list[int]]:

@@ -108,20 +108,31 @@ def test_size_limit_and_empty_file_checked_before_reading(bodyscript_home: Setti
     assert video.stat().st_size > 100 and empty.exists()
 
 
-def test_one_frame_with_nobody_in_view(bodyscript_home: Settings, tmp_path: Path) -> None:
+def test_one_frame_with_nobody_in_view(
+    bodyscript_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nobody in view: the raw and cleaned layers and the overlay are written, and the blocking quality check
+    (at its default threshold) fails with its reason, so no metrics or exports pretend to measure anyone."""
+    monkeypatch.delenv("BODYSCRIPT_QUALITY_MIN_DETECTION_RATE")
     video = write_video(tmp_path / "still.mp4", [np.full((96, 128, 3), 90, np.uint8)])
-    resources = {"pipeline": PipelineResource.from_settings(bodyscript_home)}
+    resources = {"pipeline": PipelineResource.from_settings(Settings.from_env())}
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(videos_partitions.name, ["still"])
         register_source(bodyscript_home.lake_uri, "still", f"file://{video}")
-        result = dg.materialize(PROCESS_VIDEO_ASSETS, instance=instance, partition_key="still", resources=resources)
-    assert result.success
+        result = dg.materialize(
+            PROCESS_VIDEO_ASSETS, instance=instance, partition_key="still", resources=resources, raise_on_error=False
+        )
+    assert not result.success
+    materialized = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
+    assert materialized == {"frames", "landmarks", "overlays", "clean_landmarks"}
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "pose_detection"]
+    assert not check.passed and check.description == "detection rate 0.0% is below 50.0%"
     lake = Path(bodyscript_home.lake_uri.removeprefix("file://"))
     landmarks = pl.read_parquet(lake / "landmarks" / "video=still" / "part-0.parquet")
     assert landmarks.height == 1 and landmarks["person"].null_count() == 1, "one explicit undetected frame"
-    videos = pl.read_parquet(lake / "videos" / "video=still" / "part-0.parquet").row(0, named=True)
-    assert (videos["frame_count"], videos["detected_frames"], videos["detection_rate"]) == (1, 0, 0.0)
-    assert pl.read_parquet(lake / "frame_metrics" / "video=still" / "part-0.parquet").height == 0
+    quality = pl.read_parquet(lake / "quality" / "video=still" / "part-0.parquet").row(0, named=True)
+    assert (quality["frames"], quality["detected_frames"], quality["detection_rate"]) == (1, 0, 0.0)
+    assert not (lake / "frame_metrics" / "video=still").exists()
 
 
 def test_bad_video_fails_alone(bodyscript_home: Settings, demo_video: Path, tmp_path: Path) -> None:

@@ -18,7 +18,16 @@ def test_defs_load_and_validate() -> None:
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {"source_video", "frames", "landmarks", "overlays", "metrics", "fleet_summary"}
+    assert keys == {
+        "source_video",
+        "frames",
+        "landmarks",
+        "overlays",
+        "clean_landmarks",
+        "metrics",
+        "exports",
+        "fleet_summary",
+    }
     for key in graph.get_all_asset_keys():
         partitions = graph.get(key).partitions_def
         if key.to_user_string() == "fleet_summary":
@@ -36,16 +45,27 @@ def test_asset_graph_shape() -> None:
     assert parents("frames") == {"source_video"}
     assert parents("landmarks") == {"frames"}
     assert parents("overlays") == {"landmarks"}
-    assert parents("metrics") == {"landmarks"}
+    assert parents("clean_landmarks") == {"landmarks"}
+    assert parents("metrics") == {"landmarks", "clean_landmarks"}
+    assert parents("exports") == {"clean_landmarks", "metrics"}
 
 
-def test_process_video_job_selects_the_four_assets() -> None:
+def test_quality_checks_on_the_cleaned_layer() -> None:
+    """The detection check blocks what depends on the cleaned layer; the stability check only warns."""
+    specs = {spec.name: spec for spec in defs.resolve_assets_def("clean_landmarks").check_specs}
+    assert set(specs) == {"pose_detection", "pose_stability"}
+    assert specs["pose_detection"].blocking and not specs["pose_stability"].blocking
+
+
+def test_process_video_job_selects_every_video_asset() -> None:
     job = defs.resolve_job_def(PROCESS_VIDEO_JOB)
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
         "frames",
         "landmarks",
         "overlays",
+        "clean_landmarks",
         "metrics",
+        "exports",
     }
 
 

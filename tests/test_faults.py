@@ -1,4 +1,5 @@
-"""Faults: a pose worker killed mid-inference is retried and the output still has every frame exactly once."""
+"""Faults: a pose worker or a whole step process killed mid-inference is retried and the output still has
+every frame exactly once; a flaky S3 endpoint is ridden out."""
 
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.sources import register_source
 from resources import PipelineResource
 from tests.flaky_proxy import flaky_proxy
+from tests.jobs_for_tests import process_video_multiprocess
 from tests.s3_server import S3Server
 from tests.sensor_harness import DROP_BUCKET, LAKE_BUCKET, harness_for
 from tests.video_factory import clip_of
 
 
 def spawned_workers() -> list[int]:
-    """Pids of this process's multiprocessing spawn children (the pose workers)."""
+    """Pids of this process's multiprocessing spawn children: pose workers, or the multiprocess executor's
+    step processes."""
     me = str(os.getpid())
     found = []
     for entry in Path("/proc").iterdir():
@@ -81,6 +84,58 @@ def test_killed_pose_worker_is_retried_with_exact_coverage(
     assert sorted(landmarks["frame_index"].unique().to_list()) == list(range(230))
     per_frame = landmarks.group_by("frame_index").len()
     assert set(per_frame["len"].to_list()) <= {1, 33}, "every frame exactly once: one empty row or 33 landmarks"
+
+
+def test_killed_step_process_is_retried_with_exact_coverage(
+    bodyscript_home: Settings, demo_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``kill -9`` of the process running the ``landmarks`` step (multiprocess executor, one process per
+    step, as ``dagster dev`` and the daemon run them): the executor sees the crash, the step's RetryPolicy
+    runs it again, and the run succeeds with every frame exactly once."""
+    monkeypatch.setenv("BODYSCRIPT_POSE_WORKERS", "1")  # pose inference inside the step process itself
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", 150, size=(884, 497))
+    register_source(bodyscript_home.lake_uri, "killed-step", f"file://{clip}")
+    killed: list[int] = []
+
+    def kill_landmarks_step(instance: dg.DagsterInstance) -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            runs = instance.get_runs(limit=1)
+            if runs:
+                logs = instance.all_logs(runs[0].run_id)
+                started = any(e.step_key == "landmarks" and e.user_message.startswith("progress: ") and
+                              not e.user_message.startswith("progress: 0/") for e in logs)  # fmt: skip
+                steps = spawned_workers()
+                if started and len(steps) == 1:  # only landmarks runs now: overlays and the rest wait for it
+                    os.kill(steps[0], signal.SIGKILL)
+                    killed.append(steps[0])
+                    return
+            time.sleep(0.05)
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(videos_partitions.name, ["killed-step"])
+        killer = threading.Thread(target=kill_landmarks_step, args=(instance,), daemon=True)
+        killer.start()
+        result = dg.execute_job(
+            dg.reconstructable(process_video_multiprocess),
+            instance=instance,
+            tags={"dagster/partition": "killed-step"},
+        )
+        killer.join(timeout=5)
+        events = result.all_events
+    assert killed, "the landmarks step process was never seen"
+    assert result.success
+    retried = [e for e in events if e.is_step_up_for_retry]
+    assert [e.step_key for e in retried] == ["landmarks"]
+    crash = [e for e in events if e.is_engine_event and "child process for step landmarks" in (e.message or "")]
+    assert crash, "the executor reported the crash"
+    lake = VideoLake(bodyscript_home.lake_uri, "killed-step")
+    landmarks = pl.read_parquet(lake.table_part("landmarks").removeprefix("file://"))
+    assert landmarks["frame_index"].unique().sort().to_list() == list(range(150))
+    per_frame = landmarks.group_by("frame_index", "person").len()
+    assert (per_frame["len"] == 33).all() or per_frame.filter(pl.col("len") != 33)["person"].is_null().all()
+    assert landmarks.group_by("frame_index").agg(pl.col("person").is_null().sum()).filter(
+        pl.col("person") > 1).height == 0  # fmt: skip
 
 
 def test_s3_that_fails_its_first_requests(

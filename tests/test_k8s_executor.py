@@ -76,13 +76,13 @@ run_launcher:
         delegate = landmarks.asset_materialization.metadata["pose_delegate"].value
         assert delegate == "cpu", "the GPU pod asked for the GPU delegate; with none here it fell back"
         assert "pose_delegate_fallback" in landmarks.asset_materialization.metadata
-    assert len(cluster.jobs) == 4, "one Job per step"
+    assert len(cluster.jobs) == 6, "one Job per step"
     by_step = {}
     for job in cluster.jobs.values():
         (container,) = job.body.spec.template.spec.containers
         assert container.args[:3] == ["dagster", "api", "execute_step"]
         by_step[job.body.metadata.labels["dagster/op"]] = (container, job)
-    assert set(by_step) == {"frames", "landmarks", "overlays", "metrics"}
+    assert set(by_step) == {"frames", "landmarks", "overlays", "clean_landmarks", "metrics", "exports"}
     for step, (container, job) in by_step.items():
         assert container.image == "registry.example.com/bodyscript:1.0"
         assert (GPU_RESOURCE in container.resources.limits) == (step == "landmarks"), step

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from bodyscript_pipeline.drawing import SIDE_COLOURS, draw_skeletons
+from bodyscript_pipeline.drawing import SIDE_COLOURS, draw_skeletons, person_colour
 from bodyscript_pipeline.joints import JOINT_NAMES, angle_column, velocity_column
 from bodyscript_pipeline.metrics import (
     angular_velocity,
@@ -491,7 +491,7 @@ def test_draw_skeletons_invisible_person_changes_nothing() -> None:
     assert np.array_equal(image, before)
 
 
-def test_draw_skeletons_bone_colours_by_side() -> None:
+def test_draw_skeletons_bone_colours_by_person() -> None:
     people = np.zeros((1, NUM_LANDMARKS, 3))
     ends = {
         "left_hip": (0.2, 0.2),
@@ -504,15 +504,14 @@ def test_draw_skeletons_bone_colours_by_side() -> None:
     image = noise_image()
     before = image.copy()
 
-    draw_skeletons(image, people, 0.5)
+    draw_skeletons(image, people, 0.5, ids=np.array([3]))
 
-    assert tuple(image[100, 40]) == SIDE_COLOURS[Side.LEFT]  # middle of left hip -> left knee
-    assert tuple(image[100, 160]) == SIDE_COLOURS[Side.RIGHT]  # middle of right hip -> right knee
-    assert tuple(image[40, 100]) == SIDE_COLOURS[Side.CENTER]  # middle of left hip -> right hip
-    # RGB, not BGR: the left side is orange (red-dominant), the right side blue-dominant.
-    left, right = image[100, 40].astype(int), image[100, 160].astype(int)
-    assert left[0] > 200 > left[2]
-    assert right[2] > 200 > right[0]
+    # Every bone of one person has that person's colour; the joints keep their side's colour.
+    assert tuple(image[100, 40]) == person_colour(3)  # middle of left hip -> left knee
+    assert tuple(image[100, 160]) == person_colour(3)  # middle of right hip -> right knee
+    assert tuple(image[40, 100]) == person_colour(3)  # middle of left hip -> right hip
+    assert tuple(image[160, 40]) == SIDE_COLOURS[Side.LEFT]  # the left knee's joint
+    assert person_colour(3) != person_colour(4) and person_colour(3) == person_colour(3 + 8)
     # Far from any drawn landmark or bone the image is untouched.
     assert np.array_equal(image[:25, :], before[:25, :])
     assert np.array_equal(image[100, 60:140], before[100, 60:140])

@@ -1,4 +1,4 @@
-"""All four assets materialized by Dagster on the real clip with the real model."""
+"""Every asset of one video materialized by Dagster on the real clip with the real model."""
 
 from __future__ import annotations
 
@@ -15,13 +15,48 @@ from bodyscript_pipeline.joints import JOINT_NAMES, angle_column
 from bodyscript_pipeline.model_catalog import MODEL_VARIANTS
 from bodyscript_pipeline.pose_topology import LANDMARK_NAMES
 from tests.demo_run import DEMO_FRAMES, DemoRun
-from tests.lake_checks import decoded_video, top_level_boxes
+from tests.lake_checks import decoded_video, frame_at, top_level_boxes
 
 
-def test_all_four_assets_materialize(demo_run: DemoRun) -> None:
+def test_every_asset_materializes(demo_run: DemoRun) -> None:
     assert demo_run.result.success
     keys = {e.asset_key.to_user_string() for e in demo_run.result.get_asset_materialization_events()}
-    assert keys == {"frames", "landmarks", "overlays", "metrics"}
+    assert keys == {"frames", "landmarks", "overlays", "clean_landmarks", "metrics", "exports"}
+
+
+def test_cleaned_layer_quality_and_exports_on_the_real_clip(demo_run: DemoRun) -> None:
+    checks = {c.check_name: c for c in demo_run.result.get_asset_check_evaluations()}
+    assert checks["pose_detection"].passed, checks["pose_detection"].description
+    quality = pl.read_parquet(demo_run.path(demo_run.lake.table_part("quality")))
+    video = quality.filter(pl.col("person").is_null()).row(0, named=True)
+    assert video["detection_rate"] == pytest.approx(demo_run.metadata("landmarks")["detection_rate"])
+    assert 0 < video["jitter_px"] < 20 and 0 <= video["filled_fraction"] < 0.1
+    cleaned = pl.read_parquet(demo_run.path(demo_run.lake.table_part("landmarks_clean")))
+    assert cleaned["smoothed"].mean() > 0.9
+    assert cleaned["frame_index"].n_unique() >= demo_run.metadata("landmarks")["detected_frames"]
+    exports = demo_run.metadata("exports")
+    tracked = quality.filter(pl.col("person").is_not_null() & (pl.col("detected_frames") >= 10))["person"]
+    assert exports["people"] == tracked.to_list() and 0 in exports["people"]
+    assert exports["angle_plots"].count("data:image/png;base64,") == 5
+    assert all(Path(f).is_file() for f in exports["files"])
+
+
+def test_overlay_colours_the_person_by_id(demo_run: DemoRun) -> None:
+    """Person 0's bones are drawn in person 0's colour (RGB, within H.264's loss), not another person's."""
+    from bodyscript_pipeline.drawing import person_colour
+
+    landmarks = pl.read_parquet(demo_run.path(demo_run.lake.table_part("landmarks")))
+    side = landmarks.filter((pl.col("frame_index") == 100) & (pl.col("person") == 0) & pl.col("landmark").cast(
+        pl.String).is_in(["left_shoulder", "left_hip"]))  # fmt: skip
+    assert side.height == 2
+    frame = frame_at(demo_run.path(demo_run.lake.overlay), 100).astype(int)
+    height, width = frame.shape[:2]
+    cx, cy = round(side["x"].mean() * width), round(side["y"].mean() * height)  # the shoulder-hip bone
+    patch = frame[cy - 3 : cy + 4, cx - 3 : cx + 4].reshape(-1, 3)
+    palette = np.array([person_colour(p) for p in range(8)])
+    nearest = np.abs(patch[:, None, :] - palette[None, :, :]).sum(axis=2)  # pixel x palette colour
+    best = nearest.min(axis=0)
+    assert best.argmin() == 0 and best[0] < 60, "the shoulder-hip bone is in person 0's colour"
 
 
 def test_frames_probe_and_index(demo_run: DemoRun) -> None:
@@ -76,20 +111,24 @@ def test_overlay_plays_in_a_browser(demo_run: DemoRun) -> None:
 
 def test_metrics_tables(demo_run: DemoRun) -> None:
     frames = pl.read_parquet(demo_run.path(demo_run.lake.table_part("frame_metrics")))
-    assert frames.height == demo_run.metadata("landmarks")["detected_frames"]
+    cleaned = pl.read_parquet(demo_run.path(demo_run.lake.table_part("landmarks_clean")))
+    assert frames.height == cleaned["frame_index"].n_unique(), "one row per measured (detected or filled) frame"
     for joint in JOINT_NAMES:
         angles = frames[angle_column(joint)].drop_nulls()
         assert angles.len() > 0.5 * frames.height, joint
         assert angles.min() >= -90 and angles.max() <= 180, joint
     per_joint = pl.read_parquet(demo_run.path(demo_run.lake.table_part("video_metrics")))
-    assert sorted(per_joint["joint"].to_list()) == sorted(JOINT_NAMES)
-    knees = per_joint.filter(pl.col("joint").str.ends_with("_knee"))
+    people = per_joint["person"].n_unique()
+    assert sorted(per_joint["joint"].unique().to_list()) == sorted(JOINT_NAMES)
+    assert per_joint.height == people * len(JOINT_NAMES)
+    knees = per_joint.filter(pl.col("joint").str.ends_with("_knee") & (pl.col("person") == 0))
     assert (knees["range_of_motion_deg"] > 30).all(), "the person in the clip bends their knees"
     video = pl.read_parquet(demo_run.path(demo_run.lake.table_part("videos"))).row(0, named=True)
     assert video["frame_count"] == DEMO_FRAMES
     assert video["detection_rate"] == pytest.approx(demo_run.metadata("landmarks")["detection_rate"])
     assert video["pose_frames_per_s"] > 0
     assert video["model_sha256"] == MODEL_VARIANTS["full"].sha256
+    assert video["metrics_landmarks"] == "cleaned" and demo_run.metadata("metrics")["landmarks"] == "cleaned"
 
 
 def test_materializations_carry_code_versions_and_locations(demo_run: DemoRun) -> None:
@@ -101,7 +140,7 @@ def test_materializations_carry_code_versions_and_locations(demo_run: DemoRun) -
 
 
 def test_operational_figures_are_numeric_metadata(demo_run: DemoRun) -> None:
-    for asset in ("frames", "landmarks", "overlays", "metrics"):
+    for asset in ("frames", "landmarks", "overlays", "clean_landmarks", "metrics"):
         meta = demo_run.metadata(asset)
         assert meta["step_seconds"] > 0 and meta["frames_per_s"] > 0, asset
         assert meta["bytes_stored"] > 1000 and meta["estimated_cost"] > 0 and meta["queue_wait_s"] >= 0, asset

@@ -1,0 +1,171 @@
+"""The ``landmarks_clean`` table and the ``quality`` scores, computed from the raw ``landmarks`` window by
+window so that memory does not grow with the video.
+
+Each window of ``WINDOW_FRAMES`` frames is read with ``margin`` frames on both sides; gaps are filled and
+tracks smoothed over the whole read, and only the window's own frames are written. The margin is longer
+than any filled gap and than the filter's settling time (a few frames at 6 Hz), so results match a
+whole-video pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from bodyscript_pipeline import storage
+from bodyscript_pipeline.cleaning import CleaningOptions, fill_gaps, smooth
+from bodyscript_pipeline.lake import VideoLake
+from bodyscript_pipeline.parquet_io import read_table, table_writer, write_table
+from bodyscript_pipeline.pose_topology import LANDMARK_NAMES, NUM_LANDMARKS
+from bodyscript_pipeline.quality import QualityAccumulator
+from bodyscript_pipeline.video_io import Probe
+
+WINDOW_FRAMES = 1024
+MIN_MARGIN_FRAMES = 64
+VALUES = ("x", "y", "z", "visibility", "world_x", "world_y", "world_z")
+COORDINATES = [i for i, name in enumerate(VALUES) if name != "visibility"]
+_VIS = VALUES.index("visibility")
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    uri: str
+    quality_uri: str
+    rows: int
+    filled_frames: int
+    seconds: float
+    quality: list[dict[str, object]]
+
+    @property
+    def video_quality(self) -> dict[str, object]:
+        return self.quality[0]
+
+
+def clean_landmarks(lake_uri: str, partition: str, options: CleaningOptions) -> CleanResult:
+    lake = VideoLake(lake_uri, partition)
+    probe = Probe.from_json(storage.read_bytes(lake.probe).decode())
+    started = time.perf_counter()
+    times_ms = read_table(lake.frame_index, columns=["timestamp_ms"])["timestamp_ms"].to_numpy()
+    margin = max(MIN_MARGIN_FRAMES, options.fill_max_gap + 16)
+    quality = QualityAccumulator(frames=len(times_ms))
+    filled_frames = 0
+    meta = {
+        "bodyscript.fill_max_gap": str(options.fill_max_gap),
+        "bodyscript.smoothing": f"butterworth zero-phase, cutoff {options.smooth_cutoff_hz:g} Hz"
+        if options.smooth_cutoff_hz
+        else "none",
+    }
+    uri = lake.table_part("landmarks_clean")
+    with (
+        storage.local_copy(lake.table_part("landmarks")) as raw_path,
+        table_writer("landmarks_clean", uri, meta) as out,
+    ):
+        for start in range(0, len(times_ms), WINDOW_FRAMES):
+            stop = min(start + WINDOW_FRAMES, len(times_ms))
+            lo, hi = max(0, start - margin), min(len(times_ms), stop + margin)
+            window = _read_frames(raw_path, lo, hi)
+            mine = pc.and_(pc.greater_equal(window["frame_index"], start), pc.less(window["frame_index"], stop))
+            quality.frames_detected += len(np.unique(window.filter(mine)["frame_index"].to_numpy()))
+            columns, filled = _clean_window(window, times_ms[lo:hi] / 1000.0, lo, start, stop, probe, options, quality)
+            filled_frames += filled
+            if columns is not None:
+                out.write_batch(pa.RecordBatch.from_pydict(columns, schema=out.schema))
+        rows = out.rows
+    quality_table = quality.table()
+    write_table("quality", lake.table_part("quality"), quality_table)
+    return CleanResult(
+        uri,
+        lake.table_part("quality"),
+        rows,
+        filled_frames,
+        time.perf_counter() - started,
+        quality_table.to_pylist(),
+    )
+
+
+def _read_frames(path: object, lo: int, hi: int) -> pa.Table:
+    """The detected rows of frames ``[lo, hi)``; row-group statistics skip the rest of the file."""
+    filters = [("frame_index", ">=", lo), ("frame_index", "<", hi)]
+    table = pq.read_table(path, columns=["frame_index", "person", "landmark_id", *VALUES], filters=filters)
+    return table.filter(pc.is_valid(table["person"]))
+
+
+def _clean_window(
+    window: pa.Table,
+    times_s: np.ndarray,
+    lo: int,
+    start: int,
+    stop: int,
+    probe: Probe,
+    options: CleaningOptions,
+    quality: QualityAccumulator,
+) -> tuple[dict[str, object] | None, int]:
+    """The cleaned rows of frames ``[start, stop)`` for every person in ``window`` (frames ``lo`` on)."""
+    if not window.num_rows:
+        return None, 0
+    frame = window["frame_index"].to_numpy().astype(np.int64)
+    person = window["person"].to_numpy(zero_copy_only=False).astype(np.int64)
+    landmark = window["landmark_id"].to_numpy(zero_copy_only=False).astype(np.int64)
+    values = np.stack([window[c].to_numpy(zero_copy_only=False) for c in VALUES], axis=-1).astype(np.float64)
+    span = len(times_s)
+    keep = slice(start - lo, stop - lo)
+    scale = np.array([probe.width, probe.height], dtype=np.float64)
+    pieces = []
+    filled_total = 0
+    for p in np.unique(person):
+        rows = person == p
+        dense = np.full((span, NUM_LANDMARKS, len(VALUES)), np.nan)
+        dense[frame[rows] - lo, landmark[rows]] = values[rows]
+        detected = np.isfinite(dense[:, 0, 0])
+        flat, _ = fill_gaps(dense.reshape(span, -1), times_s, options.fill_max_gap)
+        dense = flat.reshape(dense.shape)
+        present = np.isfinite(dense[:, 0, 0])
+        smoothed_mask = np.zeros((span, NUM_LANDMARKS), dtype=bool)
+        raw_xy = dense[:, :, :2].copy()
+        if options.smooth_cutoff_hz > 0 and probe.fps > 0:
+            coords = dense[:, :, COORDINATES].reshape(span, -1)
+            out, mask = smooth(coords, probe.fps, options.smooth_cutoff_hz)
+            dense[:, :, COORDINATES] = out.reshape(span, NUM_LANDMARKS, len(COORDINATES))
+            smoothed_mask = mask.reshape(span, NUM_LANDMARKS, len(COORDINATES)).any(axis=-1)
+        kept = np.zeros(span, dtype=bool)
+        kept[keep] = True
+        emit = np.flatnonzero(present & kept)
+        was_filled = present & ~detected & kept
+        filled_total += int(was_filled.sum())
+        seen = detected & kept
+        visible = dense[seen, :, _VIS] >= options.min_visibility
+        jitter = np.hypot(*((raw_xy[seen] - dense[seen, :, :2]) * scale).transpose(2, 0, 1))[visible]
+        quality.add(int(p), np.flatnonzero(seen) + lo, int(was_filled.sum()), dense[seen, :, _VIS], jitter)
+        if len(emit):
+            pieces.append((int(p), emit, dense[emit], ~detected[emit], smoothed_mask[emit]))
+    if not pieces:
+        return None, filled_total
+    return _columns(pieces, lo, times_s), filled_total
+
+
+Piece = tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # person, frames, values, filled, smoothed
+
+
+def _columns(pieces: list[Piece], lo: int, times_s: np.ndarray) -> dict[str, object]:
+    frame = np.concatenate([np.repeat(e + lo, NUM_LANDMARKS) for _, e, _, _, _ in pieces])
+    person = np.concatenate([np.full(len(e) * NUM_LANDMARKS, p) for p, e, _, _, _ in pieces])
+    order = np.lexsort((person, frame))  # stable: landmarks stay in id order within a pose
+    values = np.concatenate([v.reshape(-1, len(VALUES)) for _, _, v, _, _ in pieces])[order]
+    local = frame[order] - lo
+    columns: dict[str, object] = {
+        "frame_index": frame[order].astype(np.uint32),
+        "timestamp_ms": np.round(times_s[local] * 1000.0).astype(np.int64),
+        "person": person[order].astype(np.uint16),
+        "landmark_id": np.tile(np.arange(NUM_LANDMARKS, dtype=np.uint8), len(order) // NUM_LANDMARKS),
+        "landmark": np.tile(np.array(LANDMARK_NAMES, dtype=object), len(order) // NUM_LANDMARKS).tolist(),
+        "filled": np.concatenate([np.repeat(f, NUM_LANDMARKS) for _, _, _, f, _ in pieces])[order],
+        "smoothed": np.concatenate([s.reshape(-1) for _, _, _, _, s in pieces])[order],
+    }
+    for i, name in enumerate(VALUES):
+        columns[name] = values[:, i].astype(np.float32)
+    return columns
