@@ -233,21 +233,27 @@ def clean_landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResourc
         }
     )
     thresholds = pipeline.quality
-    blocking = thresholds.blocking_failures(video)
-    yield dg.AssetCheckResult(
-        check_name=DETECTION_CHECK,
-        passed=not blocking,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description="; ".join(blocking) or "detection rate and visibility within thresholds",
-        metadata={k: v for k, v in scores.items() if k in ("detection_rate", "mean_visibility")},
-    )
-    warnings = thresholds.warnings(video)
-    yield dg.AssetCheckResult(
-        check_name=STABILITY_CHECK,
-        passed=not warnings,
-        severity=dg.AssetCheckSeverity.WARN,
-        description="; ".join(warnings) or "jitter and filled frames within thresholds",
-        metadata={k: v for k, v in scores.items() if k in ("jitter_px", "filled_fraction")},
+    yield _check(DETECTION_CHECK, thresholds.blocking_failures(video), dg.AssetCheckSeverity.ERROR, scores,
+                 "detection rate and visibility within thresholds", ("detection_rate", "mean_visibility"))  # fmt: skip
+    yield _check(STABILITY_CHECK, thresholds.warnings(video), dg.AssetCheckSeverity.WARN, scores,
+                 "jitter and filled frames within thresholds", ("jitter_px", "filled_fraction"))  # fmt: skip
+
+
+def _check(
+    name: str,
+    failures: list[str],
+    severity: dg.AssetCheckSeverity,
+    scores: dict[str, object],
+    passing: str,
+    shown: tuple[str, ...],
+) -> dg.AssetCheckResult:
+    """A quality check's result: its failures joined as the description, and the scores it judged."""
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=not failures,
+        severity=severity,
+        description="; ".join(failures) or passing,
+        metadata={k: v for k, v in scores.items() if k in shown},
     )
 
 

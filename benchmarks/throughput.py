@@ -1,14 +1,16 @@
 """Throughput and memory of pose inference and of the whole pipeline, against a bare loop, on one clip.
 
-Run by hand (not a test):  .venv/bin/python benchmarks/throughput.py [--durations 10 60 600] [--workers 2]
+Run by hand (not a test):
+    .venv/bin/python benchmarks/throughput.py [--durations 10 60 600] [--workers 2] [--rows bare pose1 poseN process]
 
 For each duration, a clip is made by looping ../shared's real clip (packets copied, no re-encoding), and
 measured in fresh processes, side by side in this one run:
   bare      PyAV decode + RGB + MediaPipe PoseLandmarker (same model, VIDEO mode), one process, nothing written
   pose xN   the `landmarks` step alone (bodyscript_pipeline.steps.estimate_landmarks) with N workers
-  process   `bodyscript process CLIP --json`: all four assets through Dagster, start-up included
+  process   `bodyscript process CLIP --json`: every asset through Dagster, start-up included
 Each line gives frames/s, the ratio to the bare loop, and the peak RSS of the main process and of its
-children (the pose workers).
+children (the pose workers). For `process`, the peak RSS (VmHWM) of the CLI process and of its largest
+descendant are sampled from /proc while it runs, and each step's seconds are read from the Dagster instance.
 """
 
 from __future__ import annotations
@@ -92,24 +94,84 @@ def run_child(kind: str, video: Path, workers: int, env: dict[str, str]) -> dict
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, stack = [], [pid]
+    while stack:
+        for child_pid in children.get(stack.pop(), []):
+            found.append(child_pid)
+            stack.append(child_pid)
+    return found
+
+
 def run_process(video: Path, env: dict[str, str]) -> dict[str, float]:
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("bodyscript")), "process", str(video), "--json"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    _, status, usage = os.wait4(process.pid, 0)
+    main_peak = child_peak = 0.0
+    while process.poll() is None:
+        main_peak = max(main_peak, _peak_rss_mb(process.pid))
+        child_peak = max([child_peak, *(_peak_rss_mb(pid) for pid in _descendants(process.pid))])
+        time.sleep(0.2)
     seconds = time.perf_counter() - started
-    out = json.loads(process.stdout.read() if process.stdout else "{}")
-    if status != 0:
-        raise SystemExit(process.stderr.read() if process.stderr else "bodyscript process failed")
-    return {"frames": out["frames"], "seconds": seconds, "rss_mb": usage.ru_maxrss / 1024, "children_rss_mb": 0.0}
+    stdout, stderr = process.communicate()
+    if process.returncode != 0:
+        raise SystemExit(stderr or "bodyscript process failed")
+    out = json.loads(stdout)
+    return {"frames": out["frames"], "seconds": seconds, "rss_mb": main_peak, "children_rss_mb": child_peak}
+
+
+def step_seconds(dagster_home: Path) -> dict[str, float]:
+    """Each asset's ``step_seconds`` from its latest materialization in the instance the CLI used."""
+    import dagster as dg
+
+    from assets import PROCESS_VIDEO_ASSETS
+
+    seconds = {}
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        for asset in PROCESS_VIDEO_ASSETS:
+            event = instance.get_latest_materialization_event(asset.key)
+            if event is not None and event.asset_materialization is not None:
+                seconds[asset.key.to_user_string()] = float(event.asset_materialization.metadata["step_seconds"].value)
+    return seconds
+
+
+def measure(row: str, video: Path, workers: int, env: dict[str, str]) -> dict[str, float]:
+    if row == "process":
+        return run_process(video, env)
+    return run_child("bare" if row == "bare" else "pose", video, workers if row == "poseN" else 1, env)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--durations", type=float, nargs="+", default=[10, 60, 600])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        choices=("bare", "pose1", "poseN", "process"),
+        default=["bare", "pose1", "poseN", "process"],
+        help="which measurements to run (the 10 min clip takes about 10 min per row)",
+    )
     parser.add_argument("--child", choices=("bare", "pose"))
     parser.add_argument("--video", type=Path)
     args = parser.parse_args()
@@ -132,20 +194,20 @@ def main() -> None:
             settings = Settings.from_env()
             register_source(settings.lake_uri, "bench", f"file://{video}")
             steps.extract_frames(settings.lake_uri, "bench")
-            rows = {
-                "bare": run_child("bare", video, 1, env),
-                "pose x1": run_child("pose", video, 1, env),
-                f"pose x{args.workers}": run_child("pose", video, args.workers, env),
-                "process": run_process(video, env),
-            }
-            bare_fps = rows["bare"]["frames"] / rows["bare"]["seconds"]
+            names = {"bare": "bare", "pose1": "pose x1", "poseN": f"pose x{args.workers}", "process": "process"}
+            rows = {names[row]: measure(row, video, args.workers, env) for row in args.rows}
+            bare_fps = rows["bare"]["frames"] / rows["bare"]["seconds"] if "bare" in rows else None
             print(f"-- {duration:g} s asked: {frames} frames, {frames / 30:.1f} s at the clip's 30 fps")
             for name, row in rows.items():
                 fps = row["frames"] / row["seconds"]
+                ratio = f"x{fps / bare_fps:4.2f} of bare" if bare_fps else "(no bare row)"
                 print(
-                    f"   {name:<10} {fps:6.1f} frames/s  x{fps / bare_fps:4.2f} of bare  {row['seconds']:7.1f} s  "
+                    f"   {name:<10} {fps:6.1f} frames/s  {ratio}  {row['seconds']:7.1f} s  "
                     f"peak RSS {row['rss_mb']:5.0f} MB (workers {row['children_rss_mb']:5.0f} MB)"
                 )
+            if "process" in rows:
+                steps_taken = step_seconds(Path(env["BODYSCRIPT_HOME"]) / "dagster")
+                print("   process steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in steps_taken.items()))
 
 
 if __name__ == "__main__":

@@ -78,17 +78,49 @@ class DetectionSummary:
         return self.detected_frames / self.frames if self.frames else 0.0
 
 
+class DetectionCounter:
+    """Frames, detected frames and the visibility distribution, added window by window (each frame in one
+    window only). Stored visibilities have few distinct values (4 mantissa bits), so their counts are kept
+    exactly and the 10th percentile is exact."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.detected_frames = 0
+        self._visibility: dict[float, int] = {}
+
+    def add(self, landmarks: pa.Table) -> None:
+        if not landmarks.num_rows:
+            return
+        self.frames += pc.count_distinct(landmarks["frame_index"]).as_py()
+        detected = landmarks.filter(pc.is_valid(landmarks["person"]))
+        if detected.num_rows:
+            self.detected_frames += pc.count_distinct(detected["frame_index"]).as_py()
+            values, counts = np.unique(detected["visibility"].to_numpy(zero_copy_only=False), return_counts=True)
+            for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+                self._visibility[value] = self._visibility.get(value, 0) + count
+
+    def summary(self) -> DetectionSummary:
+        if not self._visibility:
+            return DetectionSummary(self.frames, self.detected_frames, None, None)
+        values = np.array(sorted(self._visibility))
+        counts = np.array([self._visibility[v] for v in values])
+        mean = float((values * counts).sum() / counts.sum())
+        return DetectionSummary(self.frames, self.detected_frames, mean, _quantile(values, counts, 0.1))
+
+
+def _quantile(values: np.ndarray, counts: np.ndarray, q: float) -> float:
+    """``np.quantile`` (linear) of the sample holding each value ``counts`` times, without expanding it."""
+    position = q * (counts.sum() - 1)
+    ends = np.cumsum(counts)  # the sample index after each value's last copy
+    lower = values[np.searchsorted(ends, np.floor(position), side="right")]
+    upper = values[np.searchsorted(ends, np.ceil(position), side="right")]
+    return float(lower + (upper - lower) * (position - np.floor(position)))
+
+
 def detection_summary(landmarks: pa.Table) -> DetectionSummary:
-    frames = pc.count_distinct(landmarks["frame_index"]).as_py()
-    detected = landmarks.filter(pc.is_valid(landmarks["person"]))
-    detected_frames = pc.count_distinct(detected["frame_index"]).as_py() if detected.num_rows else 0
-    vis = detected["visibility"].to_numpy(zero_copy_only=False) if detected.num_rows else np.empty(0)
-    return DetectionSummary(
-        frames=frames,
-        detected_frames=detected_frames,
-        mean_visibility=float(vis.mean()) if len(vis) else None,
-        p10_visibility=float(np.quantile(vis, 0.1)) if len(vis) else None,
-    )
+    counter = DetectionCounter()
+    counter.add(landmarks)
+    return counter.summary()
 
 
 def frame_metrics(landmarks: pa.Table, width: int, height: int, min_visibility: float) -> pa.Table:
@@ -128,26 +160,53 @@ def frame_metrics(landmarks: pa.Table, width: int, height: int, min_visibility: 
     return table.sort_by([("frame_index", "ascending"), ("person", "ascending")])
 
 
+class JointStatistics:
+    """Per person and joint, range of motion and peak angular velocity, added ``frame_metrics`` window by
+    window; ``table()`` gives the ``video_metrics`` table."""
+
+    def __init__(self) -> None:
+        # (person, joint) -> [valid frames, min, max, sum, max |velocity| (NaN: none)]
+        self._stats: dict[tuple[int, str], list[float]] = {}
+
+    def add(self, frames: pa.Table) -> None:
+        person = frames["person"].to_numpy(zero_copy_only=False)
+        for p in np.unique(person):
+            mine = person == p
+            for name in JOINT_NAMES:
+                angle = frames[angle_column(name)].to_numpy(zero_copy_only=False)[mine].astype(np.float64)
+                velocity = frames[velocity_column(name)].to_numpy(zero_copy_only=False)[mine].astype(np.float64)
+                angle = angle[np.isfinite(angle)]
+                velocity = velocity[np.isfinite(velocity)]
+                stats = self._stats.setdefault((int(p), name), [0, np.inf, -np.inf, 0.0, np.nan])
+                stats[0] += len(angle)
+                if len(angle):
+                    stats[1] = min(stats[1], float(angle.min()))
+                    stats[2] = max(stats[2], float(angle.max()))
+                    stats[3] += float(angle.sum())
+                if len(velocity):
+                    stats[4] = np.fmax(stats[4], float(np.abs(velocity).max()))
+
+    def table(self) -> pa.Table:
+        rows: dict[str, list[object]] = {field.name: [] for field in VIDEO_METRICS}
+        for (person, name), (valid, low, high, total, speed) in sorted(
+            self._stats.items(), key=lambda item: (item[0][0], JOINT_NAMES.index(item[0][1]))
+        ):
+            rows["person"].append(person)
+            rows["joint"].append(name)
+            rows["valid_frames"].append(int(valid))
+            rows["min_deg"].append(low if valid else None)
+            rows["max_deg"].append(high if valid else None)
+            rows["range_of_motion_deg"].append(high - low if valid else None)
+            rows["mean_deg"].append(total / valid if valid else None)
+            rows["max_abs_velocity_deg_s"].append(None if np.isnan(speed) else speed)
+        return pa.table(rows, schema=VIDEO_METRICS)
+
+
 def video_metrics(frames: pa.Table) -> pa.Table:
     """The ``video_metrics`` table: per person and joint, range of motion over the video."""
-    rows: dict[str, list[object]] = {field.name: [] for field in VIDEO_METRICS}
-    person = frames["person"].to_numpy(zero_copy_only=False)
-    for p in np.unique(person):
-        mine = person == p
-        for name in JOINT_NAMES:
-            angle = frames[angle_column(name)].to_numpy(zero_copy_only=False)[mine].astype(np.float64)
-            velocity = frames[velocity_column(name)].to_numpy(zero_copy_only=False)[mine].astype(np.float64)
-            angle = angle[np.isfinite(angle)]
-            velocity = velocity[np.isfinite(velocity)]
-            rows["person"].append(int(p))
-            rows["joint"].append(name)
-            rows["valid_frames"].append(len(angle))
-            rows["min_deg"].append(float(angle.min()) if len(angle) else None)
-            rows["max_deg"].append(float(angle.max()) if len(angle) else None)
-            rows["range_of_motion_deg"].append(float(angle.max() - angle.min()) if len(angle) else None)
-            rows["mean_deg"].append(float(angle.mean()) if len(angle) else None)
-            rows["max_abs_velocity_deg_s"].append(float(np.abs(velocity).max()) if len(velocity) else None)
-    return pa.table(rows, schema=VIDEO_METRICS)
+    statistics = JointStatistics()
+    statistics.add(frames)
+    return statistics.table()
 
 
 def _float32(values: np.ndarray) -> pa.Array:

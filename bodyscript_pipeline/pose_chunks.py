@@ -9,7 +9,10 @@ so the merged table has each frame exactly once, in order. Person ids are given 
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ MIN_CHUNK_FRAMES = 150  # below this a process's start-up (about a second) outwe
 BATCH_FRAMES = 1024  # frames per Parquet row group: bounded memory, good compression
 PROGRESS_EVERY = 16
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
 _progress: Any = None  # a shared counter of frames done, set in each worker process
 
 
@@ -75,6 +79,9 @@ def plan_chunks(frame_count: int, workers: int) -> list[Chunk]:
 def _init_worker(counter: Any) -> None:
     global _progress
     _progress = counter
+    if sys.platform == "linux":
+        # Die with the step process: a step killed mid-run (OOM, kill -9) leaves no worker computing for nobody.
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def run_chunk(
@@ -118,10 +125,9 @@ def estimate_in_chunks(
     frame order, with person ids from one tracker."""
     chunks = plan_chunks(len(index), workers)
     paths = [workdir / f"chunk-{c.index:03d}.parquet" for c in chunks]
-    if len(chunks) == 1:
-        results = [run_chunk(video, probe, index, model_path, chunks[0], paths[0], options)]
-    else:
-        results = _run_parallel(video, probe, index, model_path, chunks, paths, progress, options)
+    # Even one chunk runs in a worker process: the step's own process then never loads MediaPipe and its
+    # model, which keeps it small (the CLI runs every step in one process).
+    results = _run_parallel(video, probe, index, model_path, chunks, paths, progress, options)
     tracker = PersonTracker(probe.width, probe.height, options.track_max_gap)
     carry: pa.Table | None = None
     for result in sorted(results, key=lambda r: r.chunk.index):

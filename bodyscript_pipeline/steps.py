@@ -12,16 +12,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+import av
 import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from bodyscript_pipeline import storage
-from bodyscript_pipeline.drawing import draw_skeletons
+from bodyscript_pipeline.drawing import draw_skeletons, draw_skeletons_yuv420p
 from bodyscript_pipeline.errors import VideoError
 from bodyscript_pipeline.lake import VideoLake
-from bodyscript_pipeline.metrics import detection_summary, frame_metrics, video_metrics
+from bodyscript_pipeline.metrics import DetectionCounter, JointStatistics, frame_metrics
 from bodyscript_pipeline.model import ModelFile
 from bodyscript_pipeline.parquet_io import file_metadata, iter_batches, read_table, table_writer, write_table
 from bodyscript_pipeline.pose import PoseOptions
@@ -29,9 +31,10 @@ from bodyscript_pipeline.pose_chunks import estimate_in_chunks
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
 from bodyscript_pipeline.sources import load_source
 from bodyscript_pipeline.validation import Limits, check_size
-from bodyscript_pipeline.video_io import FrameIndex, H264Writer, Probe, iter_frames, probe_video
+from bodyscript_pipeline.video_io import FrameIndex, H264Writer, Probe, iter_decoded, probe_video, upright
 
 Progress = Callable[[int, int], None]
+METRICS_WINDOW_FRAMES = 2048
 
 
 def _no_progress(done: int, total: int) -> None:
@@ -198,16 +201,27 @@ def render_overlay(
         storage.staged_output(lake.overlay) as out_path,
         H264Writer(out_path, probe.width, probe.height, probe.time_base, probe.fps) as writer,
     ):
-        for i, pts, image in iter_frames(video, probe, index):
+        # Frames already upright, even-sized and in yuv420p are drawn on as they are: no conversion to RGB
+        # and back, which would cost more than decoding them.
+        direct = probe.rotation == 0 and probe.width % 2 == 0 and probe.height % 2 == 0
+        for i, pts, frame in iter_decoded(video, index):
             people, ids = empty, no_ids
             while pending is not None and pending[0] <= i:
                 if pending[0] == i:
                     ids, people = pending[1], pending[2]
                 pending = next(poses, None)
-            draw_skeletons(image, people, min_visibility, ids)
-            writer.write(image, pts - probe.start_pts)
-            if i == thumbnail_at:
-                thumbnail = image
+            if direct and frame.format.name == "yuv420p":
+                planes = frame.to_ndarray()
+                draw_skeletons_yuv420p(planes, people, min_visibility, ids)
+                writer.write_yuv420p(planes, pts - probe.start_pts)
+                if i == thumbnail_at:
+                    thumbnail = av.VideoFrame.from_ndarray(planes, format="yuv420p").to_ndarray(format="rgb24")
+            else:
+                image = upright(frame.to_ndarray(format="rgb24"), probe.rotation)
+                draw_skeletons(image, people, min_visibility, ids)
+                writer.write(image, pts - probe.start_pts)
+                if i == thumbnail_at:
+                    thumbnail = image
             if i % 64 == 0:
                 progress(i, len(index))
         frames_written = writer.frames
@@ -228,6 +242,11 @@ def _write_thumbnail(uri: str, image: np.ndarray, max_side: int = 480) -> None:
     storage.write_bytes(uri, encoded.tobytes())
 
 
+def _frame_range(path: Path, columns: list[str], start: int, stop: int) -> pa.Table:
+    """Rows of frames ``[start, stop)`` of a local Parquet file; row-group statistics skip the rest."""
+    return pq.read_table(path, columns=columns, filters=[("frame_index", ">=", start), ("frame_index", "<", stop)])
+
+
 @dataclass(frozen=True)
 class MetricsResult:
     frame_metrics_uri: str
@@ -243,20 +262,40 @@ def compute_metrics(
     lake_uri: str, partition: str, min_visibility: float, landmarks_source: str = "raw"
 ) -> MetricsResult:
     """Angles and velocities per frame, range of motion per joint, and the video's summary row, measured on
-    the ``raw`` or ``cleaned`` landmarks (``landmarks_source``, recorded in the ``videos`` row)."""
+    the ``raw`` or ``cleaned`` landmarks (``landmarks_source``, recorded in the ``videos`` row).
+
+    Streams in windows of ``METRICS_WINDOW_FRAMES`` frames, each read with one frame more on both sides:
+    a velocity needs only its neighbours, so the result equals a whole-video pass."""
     lake = VideoLake(lake_uri, partition)
     probe = load_probe(lake)
     landmarks_uri = lake.table_part("landmarks")
-    metric_columns = ["frame_index", "timestamp_ms", "person", "landmark_id", "x", "y", "visibility"]
-    landmarks = read_table(landmarks_uri, columns=metric_columns)
     meta = file_metadata(landmarks_uri)
-    measured = landmarks
-    if landmarks_source == "cleaned":
-        measured = read_table(lake.table_part("landmarks_clean"), columns=metric_columns)
-    per_frame = frame_metrics(measured, probe.width, probe.height, min_visibility)
-    del measured
-    per_joint = video_metrics(per_frame)
-    summary = detection_summary(landmarks)
+    measured_uri = lake.table_part("landmarks_clean") if landmarks_source == "cleaned" else landmarks_uri
+    columns = ["frame_index", "timestamp_ms", "person", "landmark_id", "x", "y", "visibility"]
+    detections = DetectionCounter()
+    joints = JointStatistics()
+    frame_rows = 0
+    with (
+        storage.local_copy(landmarks_uri) as raw_path,
+        storage.local_copy(measured_uri) as measured_path,
+        table_writer(
+            "frame_metrics", lake.table_part("frame_metrics"), {"bodyscript.landmarks": landmarks_source}
+        ) as out,
+    ):
+        frame_count = probe.frame_count
+        for start in range(0, frame_count, METRICS_WINDOW_FRAMES):
+            stop = min(start + METRICS_WINDOW_FRAMES, frame_count)
+            detections.add(_frame_range(raw_path, ["frame_index", "person", "visibility"], start, stop))
+            window = _frame_range(measured_path, columns, max(0, start - 1), stop + 1)
+            per_frame = frame_metrics(window, probe.width, probe.height, min_visibility)
+            mine = pc.and_(pc.greater_equal(per_frame["frame_index"], start), pc.less(per_frame["frame_index"], stop))
+            per_frame = per_frame.filter(mine)
+            joints.add(per_frame)
+            for batch in per_frame.to_batches():
+                out.write_batch(batch)
+            frame_rows += per_frame.num_rows
+    per_joint = joints.table()
+    summary = detections.summary()
     pose_seconds = float(meta.get("bodyscript.pose_seconds", "0"))
     source = load_source(lake_uri, partition)
     video_row: dict[str, object] = {
@@ -280,16 +319,13 @@ def compute_metrics(
         "metrics_landmarks": landmarks_source,
         "processed_at_ms": int(time.time() * 1000),
     }
-    write_table(
-        "frame_metrics", lake.table_part("frame_metrics"), per_frame, {"bodyscript.landmarks": landmarks_source}
-    )
     write_table("video_metrics", lake.table_part("video_metrics"), per_joint)
     write_table("videos", lake.table_part("videos"), pa.Table.from_pylist([video_row]))
     return MetricsResult(
         lake.table_part("frame_metrics"),
         lake.table_part("video_metrics"),
         lake.table_part("videos"),
-        per_frame.num_rows,
+        frame_rows,
         summary.detection_rate,
         video_row,
         per_joint.to_pylist(),

@@ -196,6 +196,14 @@ def iter_frames(
     Seeks to the keyframe before ``start`` and identifies frames by pts, so a range read returns the
     same frames as a full read.
     """
+    for i, pts, frame in iter_decoded(path, index, start, stop):
+        yield i, pts, upright(frame.to_ndarray(format="rgb24"), probe.rotation)
+
+
+def iter_decoded(
+    path: Path, index: FrameIndex, start: int = 0, stop: int | None = None
+) -> Iterator[tuple[int, int, av.VideoFrame]]:
+    """Like :func:`iter_frames`, but the decoder's own frames, in their own pixel format and orientation."""
     stop = len(index) if stop is None else min(stop, len(index))
     if start >= stop:
         return
@@ -212,7 +220,7 @@ def iter_frames(
                 i = position.pop(frame.pts, None) if frame.pts is not None else None
                 if i is None:
                     continue
-                yield i, frame.pts, upright(frame.to_ndarray(format="rgb24"), probe.rotation)
+                yield i, frame.pts, frame
                 remaining -= 1
                 if remaining == 0:
                     return
@@ -240,12 +248,23 @@ class H264Writer:
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         # superfast: about half the encoding time of veryfast for files ~1.8x larger, still a few Mbit/s at 1080p.
-        stream.options = {"crf": str(crf), "preset": "superfast"}
+        # zerolatency (no B-frames or lookahead, sliced threads): measured at 1768x994 on 2 cores, 13% faster
+        # and half the encoder's memory (+49 MB against +106 MB) for files 29% larger.
+        stream.options = {"crf": str(crf), "preset": "superfast", "tune": "zerolatency"}
         self._stream = stream
         self.frames = 0
 
     def write(self, image: np.ndarray, pts: int) -> None:
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: self.height, : self.width]), format="rgb24")
+        """Encode an RGB image (cropped to even dimensions)."""
+        self._encode(
+            av.VideoFrame.from_ndarray(np.ascontiguousarray(image[: self.height, : self.width]), format="rgb24"), pts
+        )
+
+    def write_yuv420p(self, planes: np.ndarray, pts: int) -> None:
+        """Encode a frame given as yuv420p planes, shape (height * 3 / 2, width): no colour conversion."""
+        self._encode(av.VideoFrame.from_ndarray(planes, format="yuv420p"), pts)
+
+    def _encode(self, frame: av.VideoFrame, pts: int) -> None:
         frame.pts = pts
         frame.time_base = self._stream.time_base
         for packet in self._stream.encode(frame):

@@ -215,3 +215,25 @@ def test_exports_read_back(lake: VideoLake) -> None:
     buffer = io.StringIO()
     with pytest.raises(Exception, match="person 7"):
         write_person_trc(lake.lake_uri, lake.partition, 7, buffer)
+
+
+@pytest.mark.parametrize("source", ["raw", "cleaned"])
+def test_metrics_windows_match_one_pass(lake: VideoLake, monkeypatch: pytest.MonkeyPatch, source: str) -> None:
+    """Metrics stream in frame windows; a velocity only needs its neighbours, so windows change nothing."""
+    from bodyscript_pipeline import steps
+
+    cleaned_layer.clean_landmarks(lake.lake_uri, lake.partition, CleaningOptions(10, 6.0, 0.5))
+
+    def tables() -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+        result = compute_metrics(lake.lake_uri, lake.partition, 0.5, source)
+        frames = pl.read_parquet(lake.table_part("frame_metrics").removeprefix("file://"))
+        joints = pl.read_parquet(lake.table_part("video_metrics").removeprefix("file://"))
+        row = {k: v for k, v in result.video_row.items() if k != "processed_at_ms"}
+        return frames, joints, row
+
+    whole = tables()
+    monkeypatch.setattr(steps, "METRICS_WINDOW_FRAMES", 37)
+    windowed = tables()
+    assert windowed[0].equals(whole[0]) and windowed[0].height > 500
+    assert windowed[1].equals(whole[1])
+    assert windowed[2] == whole[2]

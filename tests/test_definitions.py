@@ -14,20 +14,14 @@ from bodyscript_pipeline.definitions import PROCESS_VIDEO_JOB, defs
 REPO = Path(__file__).resolve().parents[1]
 
 
+VIDEO_ASSETS = {"frames", "landmarks", "overlays", "clean_landmarks", "metrics", "exports"}
+
+
 def test_defs_load_and_validate() -> None:
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {
-        "source_video",
-        "frames",
-        "landmarks",
-        "overlays",
-        "clean_landmarks",
-        "metrics",
-        "exports",
-        "fleet_summary",
-    }
+    assert keys == {"source_video", *VIDEO_ASSETS, "fleet_summary"}
     for key in graph.get_all_asset_keys():
         partitions = graph.get(key).partitions_def
         if key.to_user_string() == "fleet_summary":
@@ -59,14 +53,7 @@ def test_quality_checks_on_the_cleaned_layer() -> None:
 
 def test_process_video_job_selects_every_video_asset() -> None:
     job = defs.resolve_job_def(PROCESS_VIDEO_JOB)
-    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
-        "frames",
-        "landmarks",
-        "overlays",
-        "clean_landmarks",
-        "metrics",
-        "exports",
-    }
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == VIDEO_ASSETS
 
 
 def test_dagster_cli_loads_the_workspace(tmp_path: Path) -> None:

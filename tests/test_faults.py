@@ -92,7 +92,7 @@ def test_killed_step_process_is_retried_with_exact_coverage(
     """``kill -9`` of the process running the ``landmarks`` step (multiprocess executor, one process per
     step, as ``dagster dev`` and the daemon run them): the executor sees the crash, the step's RetryPolicy
     runs it again, and the run succeeds with every frame exactly once."""
-    monkeypatch.setenv("BODYSCRIPT_POSE_WORKERS", "1")  # pose inference inside the step process itself
+    monkeypatch.setenv("BODYSCRIPT_POSE_WORKERS", "1")
     clip = clip_of(demo_video, tmp_path / "clip.mp4", 150, size=(884, 497))
     register_source(bodyscript_home.lake_uri, "killed-step", f"file://{clip}")
     killed: list[int] = []

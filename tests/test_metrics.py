@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -528,3 +529,45 @@ def test_draw_skeletons_bone_needs_both_ends_visible() -> None:
 
     assert tuple(image[40, 40]) == SIDE_COLOURS[Side.LEFT]  # the visible hip's joint
     assert np.array_equal(image[60:, :], before[60:, :])  # no bone, no knee
+
+
+def test_visibility_quantile_from_counts_matches_numpy() -> None:
+    from bodyscript_pipeline.metrics import DetectionCounter
+
+    rng = np.random.default_rng(5)
+    values = np.round(rng.uniform(0, 1, 5000) * 16) / 16  # few distinct values, as stored
+    counter = DetectionCounter()
+    for chunk in np.array_split(np.arange(500), 7):  # 10 landmarks per frame, frames split over windows
+        rows = [(f, v) for f in chunk for v in values[f * 10 : f * 10 + 10]]
+        counter.add(
+            pa.table(
+                {"frame_index": [f for f, _ in rows], "person": [0] * len(rows), "visibility": [v for _, v in rows]}
+            )
+        )
+    summary = counter.summary()
+    assert summary.frames == summary.detected_frames == 500
+    assert summary.p10_visibility == pytest.approx(float(np.quantile(values, 0.1)))
+    assert summary.mean_visibility == pytest.approx(float(values.mean()))
+
+
+def test_draw_skeletons_on_yuv420p_planes_matches_rgb() -> None:
+    """The overlay's fast path draws on the decoder's yuv420p planes; converted to RGB it shows the same
+    skeleton in the same colours as drawing on RGB (within chroma subsampling at edges)."""
+    import av
+
+    from bodyscript_pipeline.drawing import draw_skeletons_yuv420p
+
+    people = grid_person(1.0)
+    rgb = np.full((200, 320, 3), 90, np.uint8)
+    draw_skeletons(rgb, people, 0.5, ids=np.array([2]))
+    planes = av.VideoFrame.from_ndarray(np.full((200, 320, 3), 90, np.uint8), format="rgb24").to_ndarray(
+        format="yuv420p"
+    )
+    draw_skeletons_yuv420p(planes, people, 0.5, ids=np.array([2]))
+    back = av.VideoFrame.from_ndarray(planes, format="yuv420p").to_ndarray(format="rgb24").astype(int)
+    drawn = np.abs(rgb.astype(int) - 90).sum(axis=2) > 60
+    assert drawn.mean() > 0.02
+    interior = drawn & np.roll(drawn, 2, 0) & np.roll(drawn, -2, 0) & np.roll(drawn, 2, 1) & np.roll(drawn, -2, 1)
+    assert np.median(np.abs(back[interior] - rgb[interior].astype(int))) < 20
+    near = cv2.dilate(drawn.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+    assert np.abs(back[~near] - 90).max() <= 3, "away from the skeleton the frame is untouched"
