@@ -156,20 +156,38 @@ def estimate_landmarks(
     return LandmarksResult(uri, rows, run.frames, run.detected, seconds, run.delegate, run.fallback_reason, run.people)
 
 
-def _poses_by_frame(landmarks_uri: str) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    """(frame_index, person ids, array (persons, 33, 3) of x, y, visibility) for frames with detections."""
+def _poses_by_frame(
+    landmarks_uri: str, batch_rows: int = NUM_LANDMARKS * 2048
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(frame_index, person ids, array (persons, 33, 3) of x, y, visibility) for frames with detections.
+
+    Batches do not end on frame boundaries (an undetected frame is one row), so the last frame of each
+    batch is carried into the next one and only complete frames are yielded."""
     columns = ["frame_index", "person", "x", "y", "visibility"]
-    for batch in iter_batches(landmarks_uri, columns, batch_size=NUM_LANDMARKS * 2048):
+    carry: pa.Table | None = None
+    for batch in iter_batches(landmarks_uri, columns, batch_size=batch_rows):
         table = pa.Table.from_batches([batch]).filter(pc.is_valid(batch["person"]))
+        if carry is not None:
+            table = pa.concat_tables([carry, table])
         if not table.num_rows:
             continue
-        frame = table["frame_index"].to_numpy()
-        values = np.stack([table[c].to_numpy(zero_copy_only=False) for c in ("x", "y", "visibility")], axis=-1)
-        starts = np.flatnonzero(np.r_[True, frame[1:] != frame[:-1]])
-        ends = np.r_[starts[1:], len(frame)]
-        person = table["person"].to_numpy()
-        for s, e in zip(starts, ends, strict=True):
-            yield int(frame[s]), person[s:e:NUM_LANDMARKS], values[s:e].reshape(-1, NUM_LANDMARKS, 3)
+        cut = int(np.searchsorted(table["frame_index"].to_numpy(), table["frame_index"][-1].as_py()))
+        yield from _frame_poses(table.slice(0, cut))
+        carry = table.slice(cut)
+    if carry is not None:
+        yield from _frame_poses(carry)
+
+
+def _frame_poses(table: pa.Table) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    if not table.num_rows:
+        return
+    frame = table["frame_index"].to_numpy()
+    values = np.stack([table[c].to_numpy(zero_copy_only=False) for c in ("x", "y", "visibility")], axis=-1)
+    starts = np.flatnonzero(np.r_[True, frame[1:] != frame[:-1]])
+    ends = np.r_[starts[1:], len(frame)]
+    person = table["person"].to_numpy()
+    for s, e in zip(starts, ends, strict=True):
+        yield int(frame[s]), person[s:e:NUM_LANDMARKS], values[s:e].reshape(-1, NUM_LANDMARKS, 3)
 
 
 @dataclass(frozen=True)
