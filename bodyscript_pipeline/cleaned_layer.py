@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.cleaning import CleaningOptions, fill_gaps, smooth
 from bodyscript_pipeline.lake import VideoLake
-from bodyscript_pipeline.parquet_io import read_table, table_writer, write_table
+from bodyscript_pipeline.parquet_io import read_frame_range, read_table, table_writer, write_table
 from bodyscript_pipeline.pose_topology import LANDMARK_NAMES, NUM_LANDMARKS
 from bodyscript_pipeline.quality import QualityAccumulator
+from bodyscript_pipeline.steps import load_probe
 from bodyscript_pipeline.video_io import Probe
 
 WINDOW_FRAMES = 1024
@@ -48,7 +49,7 @@ class CleanResult:
 
 def clean_landmarks(lake_uri: str, partition: str, options: CleaningOptions) -> CleanResult:
     lake = VideoLake(lake_uri, partition)
-    probe = Probe.from_json(storage.read_bytes(lake.probe).decode())
+    probe = load_probe(lake)
     started = time.perf_counter()
     times_ms = read_table(lake.frame_index, columns=["timestamp_ms"])["timestamp_ms"].to_numpy()
     margin = max(MIN_MARGIN_FRAMES, options.fill_max_gap + 16)
@@ -88,10 +89,9 @@ def clean_landmarks(lake_uri: str, partition: str, options: CleaningOptions) -> 
     )
 
 
-def _read_frames(path: object, lo: int, hi: int) -> pa.Table:
-    """The detected rows of frames ``[lo, hi)``; row-group statistics skip the rest of the file."""
-    filters = [("frame_index", ">=", lo), ("frame_index", "<", hi)]
-    table = pq.read_table(path, columns=["frame_index", "person", "landmark_id", *VALUES], filters=filters)
+def _read_frames(path: Path, lo: int, hi: int) -> pa.Table:
+    """The detected rows of frames ``[lo, hi)``."""
+    table = read_frame_range(path, ["frame_index", "person", "landmark_id", *VALUES], lo, hi)
     return table.filter(pc.is_valid(table["person"]))
 
 

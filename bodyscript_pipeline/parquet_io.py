@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -87,6 +89,31 @@ def iter_batches(
 ) -> Iterator[pa.RecordBatch]:
     with storage.local_copy(uri) as local:
         yield from pq.ParquetFile(local).iter_batches(batch_size=batch_size, columns=list(columns or []) or None)
+
+
+def read_frame_range(path: Path, columns: list[str], start: int, stop: int) -> pa.Table:
+    """Rows of frames ``[start, stop)`` of a local, frame-ordered Parquet file; row-group statistics skip
+    the rest of the file."""
+    return pq.read_table(path, columns=columns, filters=[("frame_index", ">=", start), ("frame_index", "<", stop)])
+
+
+def whole_frames(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """Frame-ordered batches regrouped so no frame is split: batch sizes do not follow frame boundaries
+    (a frame has 33 rows per person, or one when nobody was found), so each batch's last frame is carried
+    into the next."""
+    carry: pa.Table | None = None
+    for batch in batches:
+        table = pa.Table.from_batches([batch])
+        table = table if carry is None else pa.concat_tables([carry, table])
+        if not table.num_rows:
+            continue
+        frame = table["frame_index"].to_numpy()
+        cut = int(np.searchsorted(frame, frame[-1]))
+        if cut:
+            yield table.slice(0, cut)
+        carry = table.slice(cut)
+    if carry is not None and carry.num_rows:
+        yield carry
 
 
 def first_rows(uri: str, rows: int) -> pa.Table:

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bodyscript_pipeline.parquet_io import TableWriter, table_writer
+from bodyscript_pipeline.parquet_io import TableWriter, table_writer, whole_frames
 from bodyscript_pipeline.pose import PoseEstimator, PoseOptions, merge_columns, result_columns
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
 from bodyscript_pipeline.tracking import PersonTracker
@@ -129,18 +129,11 @@ def estimate_in_chunks(
     # model, which keeps it small (the CLI runs every step in one process).
     results = _run_parallel(video, probe, index, model_path, chunks, paths, progress, options)
     tracker = PersonTracker(probe.width, probe.height, options.track_max_gap)
-    carry: pa.Table | None = None
     for result in sorted(results, key=lambda r: r.chunk.index):
-        for batch in pq.ParquetFile(result.path).iter_batches(batch_size=BATCH_FRAMES * NUM_LANDMARKS):
-            table = pa.Table.from_batches([batch])
-            table = table if carry is None else pa.concat_tables([carry, table])
-            frame = table["frame_index"].to_numpy()
-            cut = int(np.searchsorted(frame, frame[-1]))  # the last frame may go on in the next batch
-            _write_tracked(table.slice(0, cut), tracker, out)
-            carry = table.slice(cut)
+        batches = pq.ParquetFile(result.path).iter_batches(batch_size=BATCH_FRAMES * NUM_LANDMARKS)
+        for table in whole_frames(batches):  # a chunk's frames all lie in its own file
+            _write_tracked(table, tracker, out)
         result.path.unlink()
-    if carry is not None:
-        _write_tracked(carry, tracker, out)
     progress(len(index), len(index))
     fallbacks = [r.fallback_reason for r in results if r.fallback_reason]
     return PoseRun(

@@ -28,6 +28,7 @@ from bodyscript_pipeline.lake import VideoLake
 from bodyscript_pipeline.opensim_files import write_mot, write_trc
 from bodyscript_pipeline.parquet_io import read_table
 from bodyscript_pipeline.pose_topology import LANDMARK_NAMES, NUM_LANDMARKS
+from bodyscript_pipeline.steps import load_probe
 
 MIN_EXPORT_FRAMES = 10  # people tracked for fewer frames (usually brief false detections) get no files
 PLOTTED_PEOPLE = 3  # the people with the most frames get a line in the angle plots
@@ -49,12 +50,6 @@ def _person_rows(uri: str, person: int, what: str) -> pa.Table:
     return table
 
 
-def _frame_rate(lake: VideoLake) -> float:
-    import json
-
-    return float(json.loads(storage.read_bytes(lake.probe))["fps"])
-
-
 def write_person_trc(lake_uri: str, partition: str, person: int, out: TextIO) -> int:
     """One person's cleaned world landmarks as an OpenSim ``.trc``; returns the rows written."""
     lake = VideoLake(lake_uri, partition)
@@ -69,7 +64,7 @@ def write_person_trc(lake_uri: str, partition: str, person: int, out: TextIO) ->
     return write_trc(
         out,
         f"{partition}_person-{person}.trc",
-        _frame_rate(lake),
+        load_probe(lake).fps,
         np.arange(first, last + 1) + 1,  # OpenSim frame numbers start at 1
         frame_times / 1000.0,
         LANDMARK_NAMES,

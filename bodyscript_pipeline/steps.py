@@ -17,7 +17,6 @@ import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.drawing import draw_skeletons, draw_skeletons_yuv420p
@@ -25,7 +24,15 @@ from bodyscript_pipeline.errors import VideoError
 from bodyscript_pipeline.lake import VideoLake
 from bodyscript_pipeline.metrics import DetectionCounter, JointStatistics, frame_metrics
 from bodyscript_pipeline.model import ModelFile
-from bodyscript_pipeline.parquet_io import file_metadata, iter_batches, read_table, table_writer, write_table
+from bodyscript_pipeline.parquet_io import (
+    file_metadata,
+    iter_batches,
+    read_frame_range,
+    read_table,
+    table_writer,
+    whole_frames,
+    write_table,
+)
 from bodyscript_pipeline.pose import PoseOptions
 from bodyscript_pipeline.pose_chunks import estimate_in_chunks
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
@@ -161,21 +168,10 @@ def _poses_by_frame(
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(frame_index, person ids, array (persons, 33, 3) of x, y, visibility) for frames with detections.
 
-    Batches do not end on frame boundaries (an undetected frame is one row), so the last frame of each
-    batch is carried into the next one and only complete frames are yielded."""
+    Each frame comes whole, even where a read batch splits it (see ``whole_frames``)."""
     columns = ["frame_index", "person", "x", "y", "visibility"]
-    carry: pa.Table | None = None
-    for batch in iter_batches(landmarks_uri, columns, batch_size=batch_rows):
-        table = pa.Table.from_batches([batch]).filter(pc.is_valid(batch["person"]))
-        if carry is not None:
-            table = pa.concat_tables([carry, table])
-        if not table.num_rows:
-            continue
-        cut = int(np.searchsorted(table["frame_index"].to_numpy(), table["frame_index"][-1].as_py()))
-        yield from _frame_poses(table.slice(0, cut))
-        carry = table.slice(cut)
-    if carry is not None:
-        yield from _frame_poses(carry)
+    for frames in whole_frames(iter_batches(landmarks_uri, columns, batch_size=batch_rows)):
+        yield from _frame_poses(frames.filter(pc.is_valid(frames["person"])))
 
 
 def _frame_poses(table: pa.Table) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
@@ -260,11 +256,6 @@ def _write_thumbnail(uri: str, image: np.ndarray, max_side: int = 480) -> None:
     storage.write_bytes(uri, encoded.tobytes())
 
 
-def _frame_range(path: Path, columns: list[str], start: int, stop: int) -> pa.Table:
-    """Rows of frames ``[start, stop)`` of a local Parquet file; row-group statistics skip the rest."""
-    return pq.read_table(path, columns=columns, filters=[("frame_index", ">=", start), ("frame_index", "<", stop)])
-
-
 @dataclass(frozen=True)
 class MetricsResult:
     frame_metrics_uri: str
@@ -303,8 +294,8 @@ def compute_metrics(
         frame_count = probe.frame_count
         for start in range(0, frame_count, METRICS_WINDOW_FRAMES):
             stop = min(start + METRICS_WINDOW_FRAMES, frame_count)
-            detections.add(_frame_range(raw_path, ["frame_index", "person", "visibility"], start, stop))
-            window = _frame_range(measured_path, columns, max(0, start - 1), stop + 1)
+            detections.add(read_frame_range(raw_path, ["frame_index", "person", "visibility"], start, stop))
+            window = read_frame_range(measured_path, columns, max(0, start - 1), stop + 1)
             per_frame = frame_metrics(window, probe.width, probe.height, min_visibility)
             mine = pc.and_(pc.greater_equal(per_frame["frame_index"], start), pc.less(per_frame["frame_index"], stop))
             per_frame = per_frame.filter(mine)
