@@ -117,6 +117,7 @@ def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> 
             workers=pipeline.pose_workers,
             progress=progress_logger(context),
             options=pipeline.pose_options,
+            overlay=pipeline.overlay_style,
         )
     if result.delegate_fallback:
         context.log.warning(
@@ -137,6 +138,7 @@ def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> 
             "pose_workers": pipeline.pose_workers,
             "num_poses": pipeline.num_poses,
             "person_ids": result.people,
+            "overlay_segments_kept": f"{result.overlay_segments_kept} of {result.overlay_segments}",
             "pose_delegate": result.delegate,
             **({"pose_delegate_fallback": result.delegate_fallback} if result.delegate_fallback else {}),
             "model": model.variant,
@@ -154,13 +156,14 @@ def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> 
     retry_policy=STEP_RETRY,
     op_tags=pod_tags("overlays"),
     kinds={"video"},
-    description="The skeleton drawn on every frame: H.264, yuv420p, faststart MP4 with the source's timing, "
-    "and a thumbnail.",
+    description="The skeleton drawn on every frame: H.264, yuv420p, faststart MP4 with the source's timing "
+    "(short side at most BODYSCRIPT_OVERLAY_MAX_RESOLUTION), and a thumbnail. Joins the segments the pose "
+    "workers drew with the final person ids and draws the rest.",
 )
 def overlays(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
     with user_errors():
         result = steps.render_overlay(
-            pipeline.lake_uri, context.partition_key, pipeline.min_visibility, progress=progress_logger(context)
+            pipeline.lake_uri, context.partition_key, pipeline.overlay_style, progress=progress_logger(context)
         )
     return dg.MaterializeResult(
         metadata={
@@ -173,6 +176,7 @@ def overlays(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> d
             "height": result.height,
             "codec": "h264",
             "encode_seconds": result.seconds,
+            "frames_drawn_here": result.frames_drawn,
         }
     )
 

@@ -1,16 +1,20 @@
 """Throughput and memory of pose inference and of the whole pipeline, against a bare loop, on one clip.
 
 Run by hand (not a test):
-    .venv/bin/python benchmarks/throughput.py [--durations 10 60 600] [--workers 2] [--rows bare pose1 poseN process]
+    .venv/bin/python benchmarks/throughput.py [--durations 10 60 600] [--workers 2] [--repeat 1]
+        [--rows bare pose1 poseN drawN process]
 
 For each duration, a clip is made by looping ../shared's real clip (packets copied, no re-encoding), and
 measured in fresh processes, side by side in this one run:
-  bare      PyAV decode + RGB + MediaPipe PoseLandmarker (same model, VIDEO mode), one process, nothing written
-  pose xN   the `landmarks` step alone (bodyscript_pipeline.steps.estimate_landmarks) with N workers
-  process   `bodyscript process CLIP --json`: every asset through Dagster, start-up included
+  bare        PyAV decode + RGB + MediaPipe PoseLandmarker (same model, VIDEO mode), one process, nothing written
+  pose xN     the `landmarks` step's pose inference alone (steps.estimate_landmarks, no overlay) with N workers
+  pose+draw   the `landmarks` step as the pipeline runs it: N workers that also draw the overlay segments
+  process     `bodyscript process CLIP --json`: every asset through Dagster, start-up included
 Each line gives frames/s, the ratio to the bare loop, and the peak RSS of the main process and of its
 children (the pose workers). For `process`, the peak RSS (VmHWM) of the CLI process and of its largest
 descendant are sampled from /proc while it runs, and each step's seconds are read from the Dagster instance.
+This machine's speed drifts by 10-20 % over minutes, so ``--repeat K`` runs the rows K times, interleaved,
+and reports each row's median (the ratios are of medians).
 """
 
 from __future__ import annotations
@@ -74,8 +78,10 @@ def child(kind: str, video: Path, workers: int) -> dict[str, float]:
                 frames += 1
     else:
         from bodyscript_pipeline import steps
+        from bodyscript_pipeline.overlay_video import OverlayStyle
 
-        result = steps.estimate_landmarks(settings.lake_uri, "bench", model, workers=workers)
+        overlay = OverlayStyle(settings.overlay_max_resolution, settings.min_visibility) if kind == "draw" else None
+        result = steps.estimate_landmarks(settings.lake_uri, "bench", model, workers=workers, overlay=overlay)
         frames = result.frames
     seconds = time.perf_counter() - started
     return {
@@ -158,7 +164,14 @@ def step_seconds(dagster_home: Path) -> dict[str, float]:
 def measure(row: str, video: Path, workers: int, env: dict[str, str]) -> dict[str, float]:
     if row == "process":
         return run_process(video, env)
-    return run_child("bare" if row == "bare" else "pose", video, workers if row == "poseN" else 1, env)
+    kind = {"bare": "bare", "pose1": "pose", "poseN": "pose", "drawN": "draw"}[row]
+    return run_child(kind, video, 1 if row == "pose1" else workers, env)
+
+
+def median_row(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The run of median frames/s (an actual run, so its memory figures belong to it), and every run's rate."""
+    ranked = sorted(runs, key=lambda r: r["frames"] / r["seconds"])
+    return {**ranked[(len(ranked) - 1) // 2], "all_fps": [round(r["frames"] / r["seconds"], 1) for r in runs]}
 
 
 def main() -> None:
@@ -168,11 +181,12 @@ def main() -> None:
     parser.add_argument(
         "--rows",
         nargs="+",
-        choices=("bare", "pose1", "poseN", "process"),
-        default=["bare", "pose1", "poseN", "process"],
+        choices=("bare", "pose1", "poseN", "drawN", "process"),
+        default=["bare", "pose1", "poseN", "drawN", "process"],
         help="which measurements to run (the 10 min clip takes about 10 min per row)",
     )
-    parser.add_argument("--child", choices=("bare", "pose"))
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved runs of every row; medians reported")
+    parser.add_argument("--child", choices=("bare", "pose", "draw"))
     parser.add_argument("--video", type=Path)
     args = parser.parse_args()
     if args.child:
@@ -194,16 +208,27 @@ def main() -> None:
             settings = Settings.from_env()
             register_source(settings.lake_uri, "bench", f"file://{video}")
             steps.extract_frames(settings.lake_uri, "bench")
-            names = {"bare": "bare", "pose1": "pose x1", "poseN": f"pose x{args.workers}", "process": "process"}
-            rows = {names[row]: measure(row, video, args.workers, env) for row in args.rows}
+            names = {
+                "bare": "bare",
+                "pose1": "pose x1",
+                "poseN": f"pose x{args.workers}",
+                "drawN": f"pose+draw x{args.workers}",
+                "process": "process",
+            }
+            runs: dict[str, list[dict[str, float]]] = {names[row]: [] for row in args.rows}
+            for _ in range(max(1, args.repeat)):
+                for row in args.rows:
+                    runs[names[row]].append(measure(row, video, args.workers, env))
+            rows = {name: median_row(measured) for name, measured in runs.items()}
             bare_fps = rows["bare"]["frames"] / rows["bare"]["seconds"] if "bare" in rows else None
             print(f"-- {duration:g} s asked: {frames} frames, {frames / 30:.1f} s at the clip's 30 fps")
             for name, row in rows.items():
                 fps = row["frames"] / row["seconds"]
                 ratio = f"x{fps / bare_fps:4.2f} of bare" if bare_fps else "(no bare row)"
+                every = f"  runs {row['all_fps']}" if args.repeat > 1 else ""
                 print(
-                    f"   {name:<10} {fps:6.1f} frames/s  {ratio}  {row['seconds']:7.1f} s  "
-                    f"peak RSS {row['rss_mb']:5.0f} MB (workers {row['children_rss_mb']:5.0f} MB)"
+                    f"   {name:<13} {fps:6.1f} frames/s  {ratio}  {row['seconds']:7.1f} s  "
+                    f"peak RSS {row['rss_mb']:5.0f} MB (workers {row['children_rss_mb']:5.0f} MB){every}"
                 )
             if "process" in rows:
                 steps_taken = step_seconds(Path(env["BODYSCRIPT_HOME"]) / "dagster")

@@ -56,9 +56,9 @@ def _shapes(
     scale = max(height, width) / 720.0
     thickness = max(2, round(3 * scale))
     radius = max(3, round(4 * scale))
-    ids = np.arange(len(people)) if ids is None else ids
-    for person, pid in zip(people, ids, strict=True):
-        colour = person_colour(int(pid))
+    for k, person in enumerate(people):
+        pid = None if ids is None else int(ids[k])
+        colour = person_colour(pid or 0)
         pixels = np.column_stack([person[:, 0] * width, person[:, 1] * height]).round().astype(np.int32)
         visible = person[:, 2] >= min_visibility
         for a, b in CONNECTIONS:
@@ -66,10 +66,10 @@ def _shapes(
                 yield _Shape("line", (tuple(pixels[a]), tuple(pixels[b])), colour, thickness)
         for i in np.flatnonzero(visible):
             yield _Shape("dot", (tuple(pixels[i]),), _POINT_COLOURS[i], radius)
-        if visible.any():
+        if pid is not None and visible.any():
             top = pixels[visible][np.argmin(pixels[visible][:, 1])]
             at = (int(top[0]) - radius * 2, max(int(top[1]) - radius * 3, radius * 4))
-            yield _Shape("text", (at,), colour, thickness, f"P{int(pid)}", 0.6 * scale)
+            yield _Shape("text", (at,), colour, thickness, f"P{pid}", 0.6 * scale)
 
 
 def _draw(plane: np.ndarray, shape: _Shape, colour: tuple[int, ...] | int, shrink: int = 1) -> None:
@@ -89,8 +89,8 @@ def draw_skeletons(
     image: np.ndarray, people: np.ndarray, min_visibility: float, ids: np.ndarray | None = None
 ) -> np.ndarray:
     """Draw on ``image`` (RGB, modified in place) each person of ``people``: shape (persons, 33, 3) of
-    normalized x, y and visibility, with their ``ids`` (default 0, 1, ...) as colour and label. Landmarks
-    below ``min_visibility`` and their bones are not drawn."""
+    normalized x, y and visibility, with their ``ids`` as colour and label (``None``: person 0's colour and
+    no label, for one person per frame). Landmarks below ``min_visibility`` and their bones are not drawn."""
     height, width = image.shape[:2]
     for shape in _shapes(people, ids, width, height, min_visibility):
         _draw(image, shape, shape.colour)

@@ -7,6 +7,7 @@
 <lake>/frames/video=<partition>/probe.json            probe of the source
 <lake>/frames/video=<partition>/source<ext>           the source's bytes, as decoded by every step
 <lake>/landmarks/video=<partition>/part-0.parquet     frame x person x landmark
+<lake>/landmarks/video=<partition>/overlay-segments/  overlay segments the pose workers drew (until joined)
 <lake>/landmarks_clean/video=<partition>/part-0.parquet  frame x person x landmark, gaps filled, smoothed
 <lake>/quality/video=<partition>/part-0.parquet       the video and each person: detection, jitter, fill
 <lake>/frame_metrics/video=<partition>/part-0.parquet frame x person: angles, velocities
@@ -57,6 +58,13 @@ class VideoLake:
 
     def table_part(self, table: str) -> str:
         return join(self.folder(table), "part-0.parquet")
+
+    def overlay_segment(self, start: int, stop: int) -> str:
+        return join(self.folder("landmarks"), "overlay-segments", f"frames-{start:07d}-{stop:07d}.mp4")
+
+    @property
+    def overlay_segments(self) -> str:
+        return join(self.folder("landmarks"), "overlay-segments")
 
     @property
     def overlay(self) -> str:

@@ -204,9 +204,11 @@ def _iou(a: tuple[float, float, float, float], b: tuple[float, float, float, flo
     return inter / union if union > 0 else 0.0
 
 
-def result_columns(frame_index: int, timestamp_ms: int, people: np.ndarray) -> dict[str, list[Any]]:
-    """The ``landmarks`` rows of one frame: 33 per person (``person`` is its place in ``people``), or one
-    all-null row when nobody was found."""
+def result_columns(
+    frame_index: int, timestamp_ms: int, people: np.ndarray, ids: np.ndarray | None = None
+) -> dict[str, list[Any]]:
+    """The ``landmarks`` rows of one frame: 33 per person (``person`` is its id in ``ids``, by default its
+    place in ``people``), or one all-null row when nobody was found."""
     if not len(people):
         columns: dict[str, list[Any]] = {
             "frame_index": [frame_index],
@@ -222,7 +224,7 @@ def result_columns(frame_index: int, timestamp_ms: int, people: np.ndarray) -> d
     columns = {
         "frame_index": [frame_index] * rows,
         "timestamp_ms": [timestamp_ms] * rows,
-        "person": np.repeat(np.arange(len(people), dtype=np.uint16), NUM_LANDMARKS).tolist(),
+        "person": np.repeat(np.arange(len(people), dtype=np.uint16) if ids is None else ids, NUM_LANDMARKS).tolist(),
         "landmark_id": np.tile(_LANDMARK_IDS, len(people)).tolist(),
         "landmark": list(LANDMARK_NAMES) * len(people),
     }

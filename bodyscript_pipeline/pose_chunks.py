@@ -5,6 +5,11 @@ re-detects the person instead of tracking them, so every chunk after the first s
 early: those frames only warm the tracker up and are not written. Every frame belongs to exactly one chunk,
 so the merged table has each frame exactly once, in order. Person ids are given while merging, by one
 ``PersonTracker`` over all chunks in frame order, so they do not restart at chunk boundaries.
+
+Given an overlay style, each worker also draws its chunk's overlay segment from the frames it decodes for
+pose, labelled (several people per frame) with the ids of its own tracker, which sees the warm-up frames
+too. The merge says which segments drew exactly the merged ids; the others are drawn again by the overlay
+step.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +30,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from bodyscript_pipeline.overlay_video import OverlayEncoder, OverlayStyle
 from bodyscript_pipeline.parquet_io import TableWriter, table_writer, whole_frames
-from bodyscript_pipeline.pose import PoseEstimator, PoseOptions, merge_columns, result_columns
+from bodyscript_pipeline.pose import VISIBILITY, PoseEstimator, PoseOptions, X, Y, merge_columns, result_columns
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
 from bodyscript_pipeline.tracking import PersonTracker
-from bodyscript_pipeline.video_io import FrameIndex, Probe, iter_frames
+from bodyscript_pipeline.video_io import FrameIndex, Probe, iter_decoded, upright
 
 WARMUP_FRAMES = 30
 MIN_CHUNK_FRAMES = 150  # below this a process's start-up (about a second) outweighs what it saves
@@ -58,6 +65,18 @@ class ChunkResult:
     detected: int
     delegate: str
     fallback_reason: str | None
+    segment: Path | None = None  # the chunk's overlay, drawn with the chunk's own person ids
+
+
+@dataclass(frozen=True)
+class OverlaySegment:
+    """A chunk's overlay segment, and whether it is the overlay of its range (it drew no ids, or exactly
+    the merged ones)."""
+
+    start: int
+    stop: int
+    path: Path
+    usable: bool
 
 
 @dataclass(frozen=True)
@@ -67,6 +86,7 @@ class PoseRun:
     delegate: str
     fallback_reason: str | None
     people: int = 0  # person ids given
+    segments: tuple[OverlaySegment, ...] = ()
 
 
 def plan_chunks(frame_count: int, workers: int) -> list[Chunk]:
@@ -85,20 +105,37 @@ def _init_worker(counter: Any) -> None:
 
 
 def run_chunk(
-    video: Path, probe: Probe, index: FrameIndex, model_path: Path, chunk: Chunk, out: Path, options: PoseOptions
+    video: Path,
+    probe: Probe,
+    index: FrameIndex,
+    model_path: Path,
+    chunk: Chunk,
+    out: Path,
+    options: PoseOptions,
+    overlay: OverlayStyle | None = None,
 ) -> ChunkResult:
-    """Pose rows of one chunk's frames, written to a local Parquet file; ``person`` is the place in the frame."""
+    """Pose rows of one chunk's frames, written to a local Parquet file with ``person`` the id given by the
+    chunk's own tracker; with an ``overlay`` style, also the chunk's overlay segment beside that file."""
     frames = detected = 0
     estimator = PoseEstimator(model_path, options.num_poses, delegate=options.delegate, tiles=options.tiles)
-    with estimator, table_writer("landmarks", f"file://{out}") as writer:
+    tracker = PersonTracker(probe.width, probe.height, options.track_max_gap)
+    segment = out.with_suffix(".mp4") if overlay else None
+    first_pts = index.pts[chunk.start]
+    # One encoder thread: the chunks' processes already keep every core busy.
+    drawing = OverlayEncoder(segment, probe, overlay, first_pts, threads=1) if segment and overlay else nullcontext()
+    with estimator, table_writer("landmarks", f"file://{out}") as writer, drawing as drawn:
         parts: list[dict[str, list[object]]] = []
-        for frame_index, pts, image in iter_frames(video, probe, index, chunk.warmup_start, chunk.stop):
+        for frame_index, pts, frame in iter_decoded(video, index, chunk.warmup_start, chunk.stop):
             timestamp_ms = probe.timestamp_ms(pts)
-            people = estimator.detect(image, timestamp_ms)
+            people = estimator.detect(upright(frame.to_ndarray(format="rgb24"), probe.rotation), timestamp_ms)
+            xyv = people[:, :, [X, Y, VISIBILITY]]
+            ids = np.asarray(tracker.assign(frame_index, xyv) if len(people) else [], dtype=np.uint16)
             if frame_index < chunk.start:
-                continue  # warm-up: tracker state only
+                continue  # warm-up: pose and person tracker state only
             detected += bool(len(people))
-            parts.append(result_columns(frame_index, timestamp_ms, people))
+            parts.append(result_columns(frame_index, timestamp_ms, people, ids))
+            if drawn is not None:
+                drawn.add(frame, pts, xyv, ids)
             frames += 1
             if len(parts) == BATCH_FRAMES:
                 writer.write_columns(merge_columns(parts))
@@ -107,7 +144,7 @@ def run_chunk(
                 with _progress.get_lock():
                     _progress.value += PROGRESS_EVERY
         writer.write_columns(merge_columns(parts))
-    return ChunkResult(chunk, out, frames, detected, estimator.delegate, estimator.fallback_reason)
+    return ChunkResult(chunk, out, frames, detected, estimator.delegate, estimator.fallback_reason, segment)
 
 
 def estimate_in_chunks(
@@ -120,20 +157,26 @@ def estimate_in_chunks(
     out: TableWriter,
     progress: Callable[[int, int], None],
     options: PoseOptions,
+    overlay: OverlayStyle | None = None,
 ) -> PoseRun:
-    """Run every chunk (in parallel processes when more than one), then append their rows to ``out`` in
-    frame order, with person ids from one tracker."""
+    """Run every chunk in worker processes, in parallel, then append their rows to ``out`` in frame order,
+    with person ids from one tracker; with an ``overlay`` style, the chunks' overlay segments too."""
     chunks = plan_chunks(len(index), workers)
     paths = [workdir / f"chunk-{c.index:03d}.parquet" for c in chunks]
     # Even one chunk runs in a worker process: the step's own process then never loads MediaPipe and its
     # model, which keeps it small (the CLI runs every step in one process).
-    results = _run_parallel(video, probe, index, model_path, chunks, paths, progress, options)
+    results = _run_parallel(video, probe, index, model_path, chunks, paths, progress, options, overlay)
     tracker = PersonTracker(probe.width, probe.height, options.track_max_gap)
+    segments = []
     for result in sorted(results, key=lambda r: r.chunk.index):
         batches = pq.ParquetFile(result.path).iter_batches(batch_size=BATCH_FRAMES * NUM_LANDMARKS)
+        ids_match = True
         for table in whole_frames(batches):  # a chunk's frames all lie in its own file
-            _write_tracked(table, tracker, out)
+            ids_match &= _write_tracked(table, tracker, out)
         result.path.unlink()
+        if result.segment is not None and overlay is not None:
+            usable = ids_match or not overlay.label_people
+            segments.append(OverlaySegment(result.chunk.start, result.chunk.stop, result.segment, usable))
     progress(len(index), len(index))
     fallbacks = [r.fallback_reason for r in results if r.fallback_reason]
     return PoseRun(
@@ -142,13 +185,15 @@ def estimate_in_chunks(
         delegate="gpu" if all(r.delegate == "gpu" for r in results) else "cpu",
         fallback_reason=fallbacks[0] if fallbacks else None,
         people=tracker.next_id,
+        segments=tuple(segments),
     )
 
 
-def _write_tracked(table: pa.Table, tracker: PersonTracker, out: TableWriter) -> None:
-    """Replace each frame's place-in-frame ``person`` by its track id, then write the rows."""
+def _write_tracked(table: pa.Table, tracker: PersonTracker, out: TableWriter) -> bool:
+    """Replace the chunk's own ``person`` ids by the merged tracker's, then write the rows. Returns whether
+    the ids were the same."""
     if not table.num_rows:
-        return
+        return True
     valid = pc.is_valid(table["person"]).to_numpy(zero_copy_only=False)
     rows = np.flatnonzero(valid)
     ids = np.zeros(table.num_rows, dtype=np.uint16)
@@ -162,10 +207,12 @@ def _write_tracked(table: pa.Table, tracker: PersonTracker, out: TableWriter) ->
         for s, e in zip(starts, np.r_[starts[1:], len(pose_frame)], strict=True):
             pose_ids[s:e] = tracker.assign(int(pose_frame[s]), values[s:e])
         ids[rows] = np.repeat(pose_ids, NUM_LANDMARKS)
+    own_ids = table["person"].to_numpy(zero_copy_only=False)[rows]
     person = pa.array(ids, pa.uint16(), mask=~valid)
     table = table.set_column(table.schema.get_field_index("person"), "person", person).combine_chunks()
     for batch in table.to_batches():
         out.write_batch(batch)
+    return bool(np.array_equal(own_ids, ids[rows]))
 
 
 def _run_parallel(
@@ -177,13 +224,14 @@ def _run_parallel(
     paths: list[Path],
     progress: Callable[[int, int], None],
     options: PoseOptions,
+    overlay: OverlayStyle | None,
 ) -> list[ChunkResult]:
     # spawn, not fork: the parent holds threads (Dagster's, PyAV's) that a fork would copy mid-flight.
     context = multiprocessing.get_context("spawn")
     counter = context.Value("q", 0)
     with ProcessPoolExecutor(len(chunks), mp_context=context, initializer=_init_worker, initargs=(counter,)) as pool:
         futures = [
-            pool.submit(run_chunk, video, probe, index, model_path, chunk, path, options)
+            pool.submit(run_chunk, video, probe, index, model_path, chunk, path, options, overlay)
             for chunk, path in zip(chunks, paths, strict=True)
         ]
         pending = set(futures)

@@ -9,6 +9,7 @@
 | ``BODYSCRIPT_MODEL_SOURCE``| the official MediaPipe URL of that model  |
 | ``BODYSCRIPT_MODEL_SHA256``| the official hash of that model           |
 | ``BODYSCRIPT_MIN_VISIBILITY`` | ``0.5`` (landmarks below are not drawn or measured) |
+| ``BODYSCRIPT_OVERLAY_MAX_RESOLUTION`` | ``720``: the overlay's short side at most (720p); ``0``: the source's |
 | ``BODYSCRIPT_MAX_BYTES``, ``_MAX_DURATION_S``, ``_MAX_PIXELS``, ``_MAX_FRAMES`` | input limits (validation.py) |
 | ``BODYSCRIPT_EXECUTOR``     | ``multiprocess`` (``in_process``, or ``k8s`` in a cluster) |
 | ``BODYSCRIPT_POSE_DELEGATE`` | ``cpu``, or ``gpu`` (falls back to CPU with a warning) |
@@ -78,6 +79,7 @@ class Settings:
     fill_max_gap: int = 10
     smooth_cutoff_hz: float = 6.0
     metrics_landmarks: str = "cleaned"
+    overlay_max_resolution: int = 720
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     sensor_interval_s: int = 15
     scan_max_pages: int = 20
@@ -147,6 +149,7 @@ class Settings:
             fill_max_gap=max(0, int(_number(env, "BODYSCRIPT_FILL_MAX_GAP", 10))),
             smooth_cutoff_hz=max(0.0, _number(env, "BODYSCRIPT_SMOOTH_CUTOFF_HZ", 6.0)),
             metrics_landmarks=metrics_landmarks,
+            overlay_max_resolution=max(0, int(_number(env, "BODYSCRIPT_OVERLAY_MAX_RESOLUTION", 720))),
             quality=QualityThresholds(
                 min_detection_rate=_number(env, "BODYSCRIPT_QUALITY_MIN_DETECTION_RATE", 0.5),
                 min_visibility=_number(env, "BODYSCRIPT_QUALITY_MIN_VISIBILITY", 0.5),

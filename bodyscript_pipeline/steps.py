@@ -6,24 +6,24 @@ results (counts, URIs, timings) are returned to the caller.
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import av
 import cv2
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from bodyscript_pipeline import storage
-from bodyscript_pipeline.drawing import draw_skeletons, draw_skeletons_yuv420p
 from bodyscript_pipeline.errors import VideoError
 from bodyscript_pipeline.lake import VideoLake
 from bodyscript_pipeline.metrics import DetectionCounter, JointStatistics, frame_metrics
 from bodyscript_pipeline.model import ModelFile
+from bodyscript_pipeline.overlay_video import OverlayEncoder, OverlayStyle, frame_at, join_segments, overlay_size
 from bodyscript_pipeline.parquet_io import (
     file_metadata,
     iter_batches,
@@ -34,11 +34,11 @@ from bodyscript_pipeline.parquet_io import (
     write_table,
 )
 from bodyscript_pipeline.pose import PoseOptions
-from bodyscript_pipeline.pose_chunks import estimate_in_chunks
+from bodyscript_pipeline.pose_chunks import OverlaySegment, estimate_in_chunks
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
 from bodyscript_pipeline.sources import load_source
 from bodyscript_pipeline.validation import Limits, check_size
-from bodyscript_pipeline.video_io import FrameIndex, H264Writer, Probe, iter_decoded, probe_video, upright
+from bodyscript_pipeline.video_io import FrameIndex, Probe, iter_decoded, probe_video
 
 Progress = Callable[[int, int], None]
 METRICS_WINDOW_FRAMES = 2048
@@ -114,6 +114,8 @@ class LandmarksResult:
     delegate: str = "cpu"
     delegate_fallback: str | None = None
     people: int = 0
+    overlay_segments: int = 0  # overlay segments drawn while inferring
+    overlay_segments_kept: int = 0  # of those, the ones with the merged person ids, kept for the overlay
 
     @property
     def detection_rate(self) -> float:
@@ -131,9 +133,12 @@ def estimate_landmarks(
     workers: int = 1,
     progress: Progress = _no_progress,
     options: PoseOptions | None = None,
+    overlay: OverlayStyle | None = None,
 ) -> LandmarksResult:
     """Run the pose model on every frame, in ``workers`` parallel frame ranges, and write the rows in frame
-    order with tracked person ids, streaming in bounded batches."""
+    order with tracked person ids, streaming in bounded batches. With an ``overlay`` style, the workers draw
+    the overlay of their ranges too (each frame decoded once for both); the segments drawn with the final
+    person ids are kept in the lake for the overlay step, which draws only the rest again."""
     options = options or PoseOptions()
     lake = VideoLake(lake_uri, partition)
     probe = load_probe(lake)
@@ -150,17 +155,46 @@ def estimate_landmarks(
         tempfile.TemporaryDirectory(prefix="bodyscript-pose-") as workdir,
         table_writer("landmarks", uri, meta) as out,
     ):
-        run = estimate_in_chunks(video, probe, index, model.path, workers, Path(workdir), out, progress, options)
+        storage.delete_tree(lake.overlay_segments)
+        run = estimate_in_chunks(
+            video, probe, index, model.path, workers, Path(workdir), out, progress, options, overlay
+        )
+        kept = _keep_segments(lake, run.segments)
         seconds = time.perf_counter() - started
         out.add_metadata(
             {
                 "bodyscript.pose_seconds": f"{seconds:.6f}",
                 "bodyscript.frames": str(run.frames),
                 "bodyscript.pose_delegate": run.delegate,
+                **({"bodyscript.overlay_style": overlay.to_json()} if overlay else {}),
+                "bodyscript.overlay_segments": json.dumps(kept),
             }
         )
         rows = out.rows
-    return LandmarksResult(uri, rows, run.frames, run.detected, seconds, run.delegate, run.fallback_reason, run.people)
+    return LandmarksResult(
+        uri,
+        rows,
+        run.frames,
+        run.detected,
+        seconds,
+        run.delegate,
+        run.fallback_reason,
+        run.people,
+        len(run.segments),
+        len(kept),
+    )
+
+
+def _keep_segments(lake: VideoLake, segments: tuple[OverlaySegment, ...]) -> list[dict[str, object]]:
+    """Store the segments drawn with the final person ids; returns their ranges and locations."""
+    kept: list[dict[str, object]] = []
+    for segment in segments:
+        if segment.usable:
+            uri = lake.overlay_segment(segment.start, segment.stop)
+            storage.put_file(segment.path, uri)
+            kept.append({"start": segment.start, "stop": segment.stop, "uri": uri})
+        segment.path.unlink()
+    return kept
 
 
 def _poses_by_frame(
@@ -194,56 +228,79 @@ class OverlayResult:
     width: int
     height: int
     seconds: float
+    frames_drawn: int  # frames drawn by this step; the others came from the pose workers' segments
 
 
 def render_overlay(
-    lake_uri: str, partition: str, min_visibility: float, progress: Progress = _no_progress
+    lake_uri: str, partition: str, style: OverlayStyle, progress: Progress = _no_progress
 ) -> OverlayResult:
-    """Draw the skeletons on every source frame and encode a browser-ready MP4 plus a thumbnail."""
+    """The browser-ready overlay MP4 and its thumbnail: the segments the pose workers drew with the final
+    person ids and this ``style``, joined with the ranges drawn here from the source and the landmarks."""
     lake = VideoLake(lake_uri, partition)
     probe = load_probe(lake)
     index = load_frame_index(lake)
     started = time.perf_counter()
-    thumbnail_at = len(index) // 2
-    thumbnail: np.ndarray | None = None
-    poses = _poses_by_frame(lake.table_part("landmarks"))
+    landmarks_uri = lake.table_part("landmarks")
+    ranges = _overlay_ranges(file_metadata(landmarks_uri), style, len(index))
+    poses = _poses_by_frame(landmarks_uri)
     pending = next(poses, None)
     empty = np.empty((0, NUM_LANDMARKS, 3), dtype=np.float32)
     no_ids = np.empty(0, dtype=np.uint16)
+    drawn = 0
     with (
         storage.local_copy(_frame_video_uri(lake)) as video,
         storage.staged_output(lake.overlay) as out_path,
-        H264Writer(out_path, probe.width, probe.height, probe.time_base, probe.fps) as writer,
+        tempfile.TemporaryDirectory(prefix="bodyscript-overlay-") as workdir,
     ):
-        # Frames already upright, even-sized and in yuv420p are drawn on as they are: no conversion to RGB
-        # and back, which would cost more than decoding them.
-        direct = probe.rotation == 0 and probe.width % 2 == 0 and probe.height % 2 == 0
-        for i, pts, frame in iter_decoded(video, index):
-            people, ids = empty, no_ids
-            while pending is not None and pending[0] <= i:
-                if pending[0] == i:
-                    ids, people = pending[1], pending[2]
-                pending = next(poses, None)
-            if direct and frame.format.name == "yuv420p":
-                planes = frame.to_ndarray()
-                draw_skeletons_yuv420p(planes, people, min_visibility, ids)
-                writer.write_yuv420p(planes, pts - probe.start_pts)
-                if i == thumbnail_at:
-                    thumbnail = av.VideoFrame.from_ndarray(planes, format="yuv420p").to_ndarray(format="rgb24")
+        parts: list[Path] = []
+        for start, stop, segment_uri in ranges:
+            part = Path(workdir) / f"part-{start:07d}.mp4"
+            if segment_uri is not None:
+                with storage.local_copy(segment_uri) as segment:
+                    part.write_bytes(segment.read_bytes())
             else:
-                image = upright(frame.to_ndarray(format="rgb24"), probe.rotation)
-                draw_skeletons(image, people, min_visibility, ids)
-                writer.write(image, pts - probe.start_pts)
-                if i == thumbnail_at:
-                    thumbnail = image
-            if i % 64 == 0:
-                progress(i, len(index))
-        frames_written = writer.frames
-        size = (writer.width, writer.height)
-    if thumbnail is not None:
-        _write_thumbnail(lake.thumbnail, thumbnail)
+                with OverlayEncoder(part, probe, style, first_pts=index.pts[start]) as encoder:
+                    for i, pts, frame in iter_decoded(video, index, start, stop):
+                        people, ids = empty, no_ids
+                        while pending is not None and pending[0] <= i:
+                            if pending[0] == i:
+                                ids, people = pending[1], pending[2]
+                            pending = next(poses, None)
+                        encoder.add(frame, pts, people, ids)
+                        drawn += 1
+                        if drawn % 64 == 0:
+                            progress(min(drawn, len(index)), len(index))
+            parts.append(part)
+        offsets = [index.pts[start] - probe.start_pts for start, _, _ in ranges]
+        frames_written = join_segments(parts, offsets, probe.time_base, out_path)
+        _write_thumbnail(lake.thumbnail, frame_at(out_path, len(index) // 2))
+        size = overlay_size(probe.width, probe.height, style.max_resolution)
+    storage.delete_tree(lake.overlay_segments)
     progress(len(index), len(index))
-    return OverlayResult(lake.overlay, lake.thumbnail, frames_written, *size, time.perf_counter() - started)
+    return OverlayResult(lake.overlay, lake.thumbnail, frames_written, *size, time.perf_counter() - started, drawn)
+
+
+def _overlay_ranges(
+    landmarks_meta: dict[str, str], style: OverlayStyle, frame_count: int
+) -> list[tuple[int, int, str | None]]:
+    """Consecutive frame ranges covering the video, each with the stored segment to use (drawn by the pose
+    workers with the final ids and this style, and still there) or ``None`` where it must be drawn."""
+    segments: list[dict[str, object]] = []
+    if landmarks_meta.get("bodyscript.overlay_style") == style.to_json():
+        segments = json.loads(landmarks_meta.get("bodyscript.overlay_segments", "[]"))
+    ranges: list[tuple[int, int, str | None]] = []
+    position = 0
+    for segment in sorted(segments, key=lambda s: int(str(s["start"]))):
+        start, stop, uri = int(str(segment["start"])), int(str(segment["stop"])), str(segment["uri"])
+        if start < position or not storage.exists(uri):
+            continue
+        if start > position:
+            ranges.append((position, start, None))
+        ranges.append((start, stop, uri))
+        position = stop
+    if position < frame_count:
+        ranges.append((position, frame_count, None))
+    return ranges
 
 
 def _write_thumbnail(uri: str, image: np.ndarray, max_side: int = 480) -> None:

@@ -41,6 +41,13 @@ def exists(uri: str) -> bool:
     return bool(fs.exists(path))
 
 
+def delete_tree(uri: str) -> None:
+    """Delete an object or a folder and everything under it; nothing happens where there is nothing."""
+    fs, path = filesystem(uri)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
 def size_of(uri: str) -> int:
     fs, path = filesystem(uri)
     return int(fs.size(path))

@@ -18,6 +18,7 @@ from dagster_aws.s3 import S3Resource
 
 from bodyscript_pipeline.cleaning import CleaningOptions
 from bodyscript_pipeline.model import ModelFile, ensure_model
+from bodyscript_pipeline.overlay_video import OverlayStyle
 from bodyscript_pipeline.pose import PoseOptions
 from bodyscript_pipeline.quality import QualityThresholds
 from bodyscript_pipeline.settings import Settings
@@ -61,6 +62,7 @@ class PipelineResource(dg.ConfigurableResource):
     fill_max_gap: int = 10
     smooth_cutoff_hz: float = 6.0
     metrics_landmarks: str = "cleaned"
+    overlay_max_resolution: int = 720
     quality_min_detection_rate: float = 0.5
     quality_min_visibility: float = 0.5
     quality_max_jitter_px: float = 20.0
@@ -92,6 +94,7 @@ class PipelineResource(dg.ConfigurableResource):
             fill_max_gap=settings.fill_max_gap,
             smooth_cutoff_hz=settings.smooth_cutoff_hz,
             metrics_landmarks=settings.metrics_landmarks,
+            overlay_max_resolution=settings.overlay_max_resolution,
             quality_min_detection_rate=settings.quality.min_detection_rate,
             quality_min_visibility=settings.quality.min_visibility,
             quality_max_jitter_px=settings.quality.max_jitter_px,
@@ -119,6 +122,10 @@ class PipelineResource(dg.ConfigurableResource):
     @property
     def pose_options(self) -> PoseOptions:
         return PoseOptions(self.num_poses, self.pose_tiles or None, self.pose_delegate, self.track_max_gap)
+
+    @property
+    def overlay_style(self) -> OverlayStyle:
+        return OverlayStyle(self.overlay_max_resolution, self.min_visibility, label_people=self.num_poses > 1)
 
     @property
     def cleaning(self) -> CleaningOptions:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
-from bodyscript_pipeline import steps
+from bodyscript_pipeline import pose_chunks, steps
 from bodyscript_pipeline.model import ensure_model
+from bodyscript_pipeline.overlay_video import OverlayStyle
 from bodyscript_pipeline.pose import PoseOptions, tiles_for
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.sources import register_source
@@ -28,15 +30,22 @@ def test_tiles_cover_the_frame_with_overlap() -> None:
     assert len(tiles_for(1000, 900, num_poses=4)) == 1, "a near-square frame is not tiled"
 
 
-def test_two_people_tracked_on_the_real_clip(bodyscript_home: Settings, demo_video: Path, tmp_path: Path) -> None:
+def test_two_people_tracked_on_the_real_clip(
+    bodyscript_home: Settings, demo_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Frames 0-159 of the demo clip: a man standing on a box (left) and a woman walking in from the left
-    from frame 39. Each keeps one id: no jump of a person's hips between consecutive frames."""
+    from frame 39, in two chunks. Each keeps one id, across the chunks too: no jump of a person's hips
+    between consecutive frames. The labelled overlay is drawn again exactly where a chunk's own ids differ
+    from the merged ones."""
     clip = clip_of(demo_video, tmp_path / "two.mp4", 160, size=(884, 497))
     lake_uri = bodyscript_home.lake_uri
     register_source(lake_uri, "two", f"file://{clip}")
     steps.extract_frames(lake_uri, "two")
     options = PoseOptions(num_poses=2, track_max_gap=15)
-    result = steps.estimate_landmarks(lake_uri, "two", ensure_model(bodyscript_home), workers=2, options=options)
+    style = OverlayStyle(max_resolution=480, label_people=True)
+    monkeypatch.setattr(pose_chunks, "MIN_CHUNK_FRAMES", 70)  # 160 frames -> chunks 0-79 and 80-159
+    model = ensure_model(bodyscript_home)
+    result = steps.estimate_landmarks(lake_uri, "two", model, workers=2, options=options, overlay=style)
     landmarks = pl.read_parquet(result.uri.removeprefix("file://")).drop_nulls("person")
     hips = (
         landmarks.filter(pl.col("landmark").cast(pl.String).is_in(["left_hip", "right_hip"]))
@@ -57,3 +66,8 @@ def test_two_people_tracked_on_the_real_clip(bodyscript_home: Settings, demo_vid
     assert hips.filter(pl.col("person") == man)["frame_index"].min() < 10
     assert 30 <= hips.filter(pl.col("person") == woman)["frame_index"].min() <= 60
     assert result.people == landmarks["person"].n_unique()
+
+    # The first chunk's tracker saw what the merge saw, so its segment is always kept.
+    assert result.overlay_segments == 2 and result.overlay_segments_kept >= 1
+    overlay = steps.render_overlay(lake_uri, "two", style)
+    assert overlay.frames == 160 and overlay.frames_drawn == 80 * (2 - result.overlay_segments_kept)

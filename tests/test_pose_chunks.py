@@ -59,3 +59,38 @@ def test_two_chunks_match_one_pass(
     inner = both.filter(pl.col("frame_index").is_between(20, 100) | pl.col("frame_index").is_between(150, 220))
     error = np.abs(inner["x"].to_numpy() - inner["x_two"].to_numpy())
     assert np.median(error) < 0.01
+
+
+def test_overlay_drawn_by_the_pose_workers(
+    bodyscript_home: Settings, demo_video: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two chunks draw their overlay segments while inferring; the overlay step joins them without drawing a
+    frame, and the result shows what drawing every frame from the source and the landmarks shows."""
+    from bodyscript_pipeline.lake import VideoLake
+    from bodyscript_pipeline.overlay_video import OverlayStyle, frame_at
+    from tests.lake_checks import decoded_video
+
+    lake_uri = bodyscript_home.lake_uri
+    lake = VideoLake(lake_uri, "demo")
+    register_source(lake_uri, "demo", f"file://{demo_video}")
+    steps.extract_frames(lake_uri, "demo")
+    monkeypatch.setattr(pose_chunks, "MIN_CHUNK_FRAMES", 100)  # 230 frames -> two chunks of 115
+    style = OverlayStyle(max_resolution=480)
+
+    result = steps.estimate_landmarks(lake_uri, "demo", ensure_model(bodyscript_home), workers=2, overlay=style)
+    assert (result.overlay_segments, result.overlay_segments_kept) == (2, 2)
+    joined = steps.render_overlay(lake_uri, "demo", style)
+    assert (joined.frames_drawn, joined.frames, joined.width, joined.height) == (0, 230, 852, 480)
+    assert not Path(lake.overlay_segments.removeprefix("file://")).exists(), "segments are removed once joined"
+    joined_copy = Path(lake.overlay.removeprefix("file://")).read_bytes()
+
+    drawn = steps.render_overlay(lake_uri, "demo", style)  # no segments left: every frame drawn here
+    assert (drawn.frames_drawn, drawn.frames) == (230, 230)
+    drawn_path = Path(lake.overlay.removeprefix("file://"))
+    joined_path = drawn_path.with_name("joined.mp4")
+    joined_path.write_bytes(joined_copy)
+    index = pl.read_parquet(lake.frame_index.removeprefix("file://"))
+    assert decoded_video(joined_path)[4] == decoded_video(drawn_path)[4] == index["timestamp_ms"].to_list()
+    for number in (0, 114, 115, 229):  # the chunks' first and last frames
+        difference = np.abs(frame_at(joined_path, number).astype(int) - frame_at(drawn_path, number))
+        assert difference.mean() < 4 and np.percentile(difference, 99) < 40, number  # two H.264 encodings

@@ -13,7 +13,7 @@ import pytest
 from bodyscript_pipeline.errors import VideoError
 from bodyscript_pipeline.video_io import FrameIndex, H264Writer, Probe, iter_frames, probe_video
 from tests.lake_checks import top_level_boxes
-from tests.video_factory import pattern_frame, pattern_video
+from tests.video_factory import pattern_frame, pattern_video, write_video
 
 WIDTH, HEIGHT = 64, 48
 VFR_PTS_MS = [0, 33, 66, 150, 170, 300, 333, 400, 401, 500]
@@ -339,3 +339,52 @@ def test_truncated_video_raises_video_error(tmp_path: Path) -> None:
     with pytest.raises(VideoError) as info:
         probe_video(cut)
     assert "\n" not in str(info.value)
+
+
+# --- the frame index read from packets -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kind", ["constant", "variable frame rate", "rotated", "b-frames", "vp9", "odd size", "real clip"]
+)
+def test_index_from_packets_equals_decoding_every_frame(tmp_path: Path, kind: str, demo_video: Path) -> None:
+    """The index is read from packets, decoding only the first and last groups of pictures; it lists the
+    same frames, timestamps and rotation as decoding every frame does."""
+    from bodyscript_pipeline.validation import Limits
+    from bodyscript_pipeline.video_io import _decoded_index
+
+    path = tmp_path / "video.mp4"
+    if kind == "constant":
+        pattern_video(path, WIDTH, HEIGHT, 40)
+    elif kind == "variable frame rate":
+        pattern_video(path, WIDTH, HEIGHT, len(VFR_PTS_MS), pts_ms=VFR_PTS_MS)
+    elif kind == "rotated":
+        pattern_video(path, WIDTH, HEIGHT, 12, rotation=90)
+    elif kind == "b-frames":
+        write_video(path, (pattern_frame(WIDTH, HEIGHT, i) for i in range(300)))  # x264 default: B-frames
+    elif kind == "vp9":
+        path = write_video(
+            tmp_path / "video.webm", (pattern_frame(WIDTH, HEIGHT, i) for i in range(30)), codec="libvpx-vp9"
+        )
+    elif kind == "odd size":
+        pattern_video(path, 33, 21, 10)
+    else:
+        path = demo_video
+
+    probe, index = probe_video(path)
+    decoded, rotation, error = _decoded_index(path, Limits())
+
+    assert index == decoded and len(index) > 1
+    assert (probe.rotation, probe.decode_error) == (rotation, error)
+    assert probe.frame_count == len(index)
+
+
+def test_a_listed_frame_that_never_decodes_is_an_error(tmp_path: Path) -> None:
+    """Reading a range must give every frame of the index: a frame silently missing would break coverage."""
+    path = pattern_video(tmp_path / "video.mp4", WIDTH, HEIGHT, 12)
+    probe, index = probe_video(path)
+    pts = [*index.pts[:5], index.pts[5] - 1, *index.pts[5:]]  # a timestamp no packet has
+    bad = FrameIndex(pts, [*index.keyframe[:5], False, *index.keyframe[5:]])
+
+    with pytest.raises(VideoError, match="1 frames of the index did not decode, the first is frame 5"):
+        list(iter_frames(path, probe, bad, 0, 13))
