@@ -5,6 +5,7 @@ import base64
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
 import pyarrow.compute as pc
@@ -15,6 +16,7 @@ from assets.pods import pod_tags
 from bodyscript_pipeline import steps
 from bodyscript_pipeline.cleaned_layer import clean_landmarks as clean_landmarks_step
 from bodyscript_pipeline.errors import BodyscriptError
+from bodyscript_pipeline.model import ModelFile
 from bodyscript_pipeline.parquet_io import first_rows
 from bodyscript_pipeline.research_exports import write_exports
 from resources import PipelineResource
@@ -119,33 +121,41 @@ def landmarks(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> 
             options=pipeline.pose_options,
             overlay=pipeline.overlay_style,
         )
+    return dg.MaterializeResult(metadata=landmarks_metadata(context, pipeline, result, model))
+
+
+def landmarks_metadata(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext,
+    pipeline: PipelineResource,
+    result: steps.LandmarksResult,
+    model: ModelFile,
+) -> dict[str, Any]:
+    """What the ``landmarks`` materialization shows, whether its ranges ran in one step or in several."""
     if result.delegate_fallback:
         context.log.warning(
             f"pose: {pipeline.pose_delegate} delegate unavailable, ran on CPU: {result.delegate_fallback}"
         )
     sample = first_rows(result.uri, 33 * 8)
     sample = sample.filter(pc.is_valid(sample["person"]))
-    return dg.MaterializeResult(
-        metadata={
-            **output_locations(pipeline, uri=result.uri),
-            **operations(context, pipeline, "landmarks", result.seconds, result.frames, result.uri),
-            "dagster/row_count": result.rows,
-            "frames": result.frames,
-            "detected_frames": result.detected_frames,
-            "detection_rate": result.detection_rate,
-            "pose_seconds": result.seconds,
-            "pose_frames_per_s": result.frames_per_s,
-            "pose_workers": pipeline.pose_workers,
-            "num_poses": pipeline.num_poses,
-            "person_ids": result.people,
-            "overlay_segments_kept": f"{result.overlay_segments_kept} of {result.overlay_segments}",
-            "pose_delegate": result.delegate,
-            **({"pose_delegate_fallback": result.delegate_fallback} if result.delegate_fallback else {}),
-            "model": model.variant,
-            "model_sha256": model.sha256,
-            "preview": preview(sample.slice(0, 33).to_pylist(), limit=33),
-        }
-    )
+    return {
+        **output_locations(pipeline, uri=result.uri),
+        **operations(context, pipeline, "landmarks", result.seconds, result.frames, result.uri),  # type: ignore[arg-type]
+        "dagster/row_count": result.rows,
+        "frames": result.frames,
+        "detected_frames": result.detected_frames,
+        "detection_rate": result.detection_rate,
+        "pose_seconds": result.seconds,
+        "pose_frames_per_s": result.frames_per_s,
+        "pose_workers": pipeline.pose_workers,
+        "num_poses": pipeline.num_poses,
+        "person_ids": result.people,
+        "overlay_segments_kept": f"{result.overlay_segments_kept} of {result.overlay_segments}",
+        "pose_delegate": result.delegate,
+        **({"pose_delegate_fallback": result.delegate_fallback} if result.delegate_fallback else {}),
+        "model": model.variant,
+        "model_sha256": model.sha256,
+        "preview": preview(sample.slice(0, 33).to_pylist(), limit=33),
+    }
 
 
 @dg.asset(

@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets import PROCESS_VIDEO_ASSETS, PROCESS_VIDEO_JOB, fleet_summary, process_video_job, source_video
 from bodyscript_pipeline.settings import Settings
-from resources import PipelineResource
+from resources import PipelineResource, step_io_manager
 from sensors import build_automation
 
 __all__ = ["PROCESS_VIDEO_JOB", "build_definitions", "defs"]
@@ -23,16 +23,27 @@ def executor_for(settings: Settings) -> dg.ExecutorDefinition:
     return dg.multiprocess_executor
 
 
+def video_assets_for(settings: Settings) -> list[dg.AssetsDefinition]:
+    """The per-video assets; under k8s, ``landmarks`` runs its frame ranges as separate steps (pods)."""
+    if settings.executor != "k8s":
+        return PROCESS_VIDEO_ASSETS
+    from assets.landmarks_by_range import landmarks_by_range
+
+    return [landmarks_by_range if asset.key == landmarks_by_range.key else asset for asset in PROCESS_VIDEO_ASSETS]
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     automation = build_automation(settings)
+    io_manager = step_io_manager(settings)
+    io_managers = {"io_manager": io_manager} if io_manager is not None else {}
     return dg.Definitions(
         executor=executor_for(settings),
-        assets=[source_video, *PROCESS_VIDEO_ASSETS, fleet_summary],
+        assets=[source_video, *video_assets_for(settings), fleet_summary],
         jobs=[process_video_job, *automation.jobs],
         sensors=automation.sensors,
         schedules=automation.schedules,
-        resources={"pipeline": PipelineResource.from_settings(settings)},
+        resources={"pipeline": PipelineResource.from_settings(settings), **io_managers},
     )
 
 

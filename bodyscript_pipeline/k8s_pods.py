@@ -1,7 +1,8 @@
 """Where each step runs under Kubernetes: the one definition of the pod settings of every asset.
 
-``landmarks`` (pose inference) goes to the GPU pool: an ``nvidia.com/gpu`` limit, the GPU pool's node
-selector and a toleration for its taint. Every other step goes to the CPU pool. Requests and limits are
+Pose inference goes to the GPU pool (``landmarks``, which under k8s runs as one ``infer_pose_range`` step per
+frame range): an ``nvidia.com/gpu`` limit, the GPU pool's node selector and a toleration for its taint. Every
+other step goes to the CPU pool. Requests and limits are
 sized from measured peak memory (benchmarks/throughput.py on this project's 2-core reference machine: pose
 workers 370 MB each plus a 190 MB parent; the in-process pipeline 530-600 MB), with headroom.
 Pool labels, taints and the image are settings (``BODYSCRIPT_K8S_*``), not literals in code.
@@ -41,6 +42,10 @@ ASSET_POD: dict[str, str] = {
     "metrics": "table",
     "exports": "table",
     "fleet_summary": "table",
+    # ``landmarks`` as separate range steps (assets/landmarks_by_range.py)
+    "plan_pose_ranges": "table",
+    "infer_pose_range": "pose",
+    "merge_pose_ranges": "video",
 }
 
 

@@ -8,6 +8,7 @@
 <lake>/frames/video=<partition>/source<ext>           the source's bytes, as decoded by every step
 <lake>/landmarks/video=<partition>/part-0.parquet     frame x person x landmark
 <lake>/landmarks/video=<partition>/overlay-segments/  overlay segments the pose workers drew (until joined)
+<lake>/landmarks/video=<partition>/ranges/            pose ranges' rows and segments under k8s (until merged)
 <lake>/landmarks_clean/video=<partition>/part-0.parquet  frame x person x landmark, gaps filled, smoothed
 <lake>/quality/video=<partition>/part-0.parquet       the video and each person: detection, jitter, fill
 <lake>/frame_metrics/video=<partition>/part-0.parquet frame x person: angles, velocities
@@ -61,6 +62,14 @@ class VideoLake:
 
     def overlay_segment(self, start: int, stop: int) -> str:
         return join(self.folder("landmarks"), "overlay-segments", f"frames-{start:07d}-{stop:07d}.mp4")
+
+    def pose_range(self, index: int, suffix: str) -> str:
+        """A pose range's rows (``.parquet``) or overlay segment (``.mp4``), from its step to the merge."""
+        return join(self.pose_ranges, f"range-{index:05d}{suffix}")
+
+    @property
+    def pose_ranges(self) -> str:
+        return join(self.folder("landmarks"), "ranges")
 
     @property
     def overlay_segments(self) -> str:

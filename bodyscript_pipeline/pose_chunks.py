@@ -90,8 +90,18 @@ class PoseRun:
 
 
 def plan_chunks(frame_count: int, workers: int) -> list[Chunk]:
-    """Contiguous frame ranges of near-equal size covering ``[0, frame_count)`` exactly once."""
-    count = max(1, min(workers, frame_count // MIN_CHUNK_FRAMES))
+    """Contiguous frame ranges of near-equal size covering ``[0, frame_count)`` exactly once, one per worker
+    (fewer for a short video)."""
+    return _equal_chunks(frame_count, max(1, min(workers, frame_count // MIN_CHUNK_FRAMES)))
+
+
+def plan_ranges(frame_count: int, range_frames: int) -> list[Chunk]:
+    """Contiguous frame ranges of at most ``range_frames`` frames and near-equal size covering
+    ``[0, frame_count)`` exactly once: the separate steps (pods) of pose inference under Kubernetes."""
+    return _equal_chunks(frame_count, max(1, -(-frame_count // max(1, range_frames))))
+
+
+def _equal_chunks(frame_count: int, count: int) -> list[Chunk]:
     bounds = [round(k * frame_count / count) for k in range(count + 1)]
     return [Chunk(k, bounds[k], bounds[k + 1]) for k in range(count)]
 
@@ -166,6 +176,16 @@ def estimate_in_chunks(
     # Even one chunk runs in a worker process: the step's own process then never loads MediaPipe and its
     # model, which keeps it small (the CLI runs every step in one process).
     results = _run_parallel(video, probe, index, model_path, chunks, paths, progress, options, overlay)
+    run = merge_chunks(results, probe, out, options, overlay)
+    progress(len(index), len(index))
+    return run
+
+
+def merge_chunks(
+    results: list[ChunkResult], probe: Probe, out: TableWriter, options: PoseOptions, overlay: OverlayStyle | None
+) -> PoseRun:
+    """Append the chunks' rows to ``out`` in frame order with person ids from one tracker, and say which
+    overlay segments are the overlay of their range. The chunks' local files are removed once read."""
     tracker = PersonTracker(probe.width, probe.height, options.track_max_gap)
     segments = []
     for result in sorted(results, key=lambda r: r.chunk.index):
@@ -177,7 +197,6 @@ def estimate_in_chunks(
         if result.segment is not None and overlay is not None:
             usable = ids_match or not overlay.label_people
             segments.append(OverlaySegment(result.chunk.start, result.chunk.stop, result.segment, usable))
-    progress(len(index), len(index))
     fallbacks = [r.fallback_reason for r in results if r.fallback_reason]
     return PoseRun(
         frames=sum(r.frames for r in results),

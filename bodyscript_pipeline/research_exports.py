@@ -9,7 +9,6 @@ the frame stays right-handed). Frames where the person is missing have empty mar
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
@@ -41,10 +40,11 @@ def _require(uri: str, what: str) -> str:
     return uri
 
 
-def _person_rows(uri: str, person: int, what: str) -> pa.Table:
-    """One person's rows of a table, read with a filter so other people's rows are skipped."""
+def _person_rows(uri: str, person: int, what: str, columns: list[str] | None = None) -> pa.Table:
+    """One person's rows of a table (only ``columns``, if given), read with a filter so other people's rows
+    are skipped."""
     with storage.local_copy(_require(uri, what)) as local:
-        table = pq.read_table(local, filters=[("person", "=", person)])
+        table = pq.read_table(local, columns=columns, filters=[("person", "=", person)])
     if not table.num_rows:
         raise BodyscriptError(f"person {person} has no {what} in this video")
     return table
@@ -53,7 +53,8 @@ def _person_rows(uri: str, person: int, what: str) -> pa.Table:
 def write_person_trc(lake_uri: str, partition: str, person: int, out: TextIO) -> int:
     """One person's cleaned world landmarks as an OpenSim ``.trc``; returns the rows written."""
     lake = VideoLake(lake_uri, partition)
-    table = _person_rows(lake.table_part("landmarks_clean"), person, "cleaned landmarks")
+    columns = ["frame_index", "world_x", "world_y", "world_z"]
+    table = _person_rows(lake.table_part("landmarks_clean"), person, "cleaned landmarks", columns)
     frame = table["frame_index"].to_numpy()[::NUM_LANDMARKS].astype(np.int64)
     world = np.stack([table[c].to_numpy(zero_copy_only=False) for c in ("world_x", "world_y", "world_z")], -1)
     world = world.reshape(-1, NUM_LANDMARKS, 3).astype(np.float64) * np.array([1.0, -1.0, -1.0])
@@ -171,7 +172,6 @@ def write_exports(lake_uri: str, partition: str) -> ExportsResult:
 def _write_text(
     uri: str, writer: Callable[[str, str, int, TextIO], int], lake_uri: str, partition: str, person: int
 ) -> str:
-    buffer = io.StringIO()
-    writer(lake_uri, partition, person, buffer)
-    storage.write_bytes(uri, buffer.getvalue().encode())
+    with storage.staged_output(uri) as local, local.open("w", encoding="utf-8", newline="") as out:
+        writer(lake_uri, partition, person, out)  # streamed to a file: a long video's .trc is tens of MB
     return uri

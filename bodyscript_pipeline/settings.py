@@ -16,6 +16,7 @@
 | ``BODYSCRIPT_K8S_GPU_NODE_SELECTOR``, ``_CPU_NODE_SELECTOR``, ``_GPU_TAINT`` | pools, see k8s_pods.py |
 | ``BODYSCRIPT_COST_CPU_POD_HOUR``, ``BODYSCRIPT_COST_GPU_POD_HOUR`` | ``0.05``, ``1.00``: prices for cost estimates |
 | ``BODYSCRIPT_POSE_WORKERS`` | the number of cores: parallel frame ranges of pose inference per video |
+| ``BODYSCRIPT_POSE_RANGE_FRAMES`` | ``9000``: under ``k8s``, the most frames of one pose step (pod) |
 | ``BODYSCRIPT_NUM_POSES``    | ``1``: most people found per frame; above 1, wide frames are tiled (pose.py) |
 | ``BODYSCRIPT_POSE_TILES``   | ``auto``, or a number of overlapping tiles along the frame's long side |
 | ``BODYSCRIPT_TRACK_MAX_GAP`` | ``15``: frames a person may be missing and keep their id (tracking.py) |
@@ -80,6 +81,7 @@ class Settings:
     smooth_cutoff_hz: float = 6.0
     metrics_landmarks: str = "cleaned"
     overlay_max_resolution: int = 720
+    pose_range_frames: int = 9000
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     sensor_interval_s: int = 15
     scan_max_pages: int = 20
@@ -150,6 +152,7 @@ class Settings:
             smooth_cutoff_hz=max(0.0, _number(env, "BODYSCRIPT_SMOOTH_CUTOFF_HZ", 6.0)),
             metrics_landmarks=metrics_landmarks,
             overlay_max_resolution=max(0, int(_number(env, "BODYSCRIPT_OVERLAY_MAX_RESOLUTION", 720))),
+            pose_range_frames=max(1, int(_number(env, "BODYSCRIPT_POSE_RANGE_FRAMES", 9000))),
             quality=QualityThresholds(
                 min_detection_rate=_number(env, "BODYSCRIPT_QUALITY_MIN_DETECTION_RATE", 0.5),
                 min_visibility=_number(env, "BODYSCRIPT_QUALITY_MIN_VISIBILITY", 0.5),

@@ -7,10 +7,12 @@ results (counts, URIs, timings) are returned to the caller.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
 import cv2
@@ -25,6 +27,7 @@ from bodyscript_pipeline.metrics import DetectionCounter, JointStatistics, frame
 from bodyscript_pipeline.model import ModelFile
 from bodyscript_pipeline.overlay_video import OverlayEncoder, OverlayStyle, frame_at, join_segments, overlay_size
 from bodyscript_pipeline.parquet_io import (
+    TableWriter,
     file_metadata,
     iter_batches,
     read_frame_range,
@@ -34,7 +37,15 @@ from bodyscript_pipeline.parquet_io import (
     write_table,
 )
 from bodyscript_pipeline.pose import PoseOptions
-from bodyscript_pipeline.pose_chunks import OverlaySegment, estimate_in_chunks
+from bodyscript_pipeline.pose_chunks import (
+    Chunk,
+    ChunkResult,
+    OverlaySegment,
+    PoseRun,
+    estimate_in_chunks,
+    merge_chunks,
+    run_chunk,
+)
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
 from bodyscript_pipeline.sources import load_source
 from bodyscript_pipeline.validation import Limits, check_size
@@ -143,37 +154,45 @@ def estimate_landmarks(
     lake = VideoLake(lake_uri, partition)
     probe = load_probe(lake)
     index = load_frame_index(lake)
-    uri = lake.table_part("landmarks")
     started = time.perf_counter()
-    meta = {
-        "bodyscript.model": model.variant,
-        "bodyscript.model_sha256": model.sha256,
-        "bodyscript.num_poses": str(options.num_poses),
-    }
     with (
         storage.local_copy(_frame_video_uri(lake)) as video,
         tempfile.TemporaryDirectory(prefix="bodyscript-pose-") as workdir,
-        table_writer("landmarks", uri, meta) as out,
+        _landmarks_writer(lake, model, options) as out,
     ):
         storage.delete_tree(lake.overlay_segments)
         run = estimate_in_chunks(
             video, probe, index, model.path, workers, Path(workdir), out, progress, options, overlay
         )
-        kept = _keep_segments(lake, run.segments)
-        seconds = time.perf_counter() - started
-        out.add_metadata(
-            {
-                "bodyscript.pose_seconds": f"{seconds:.6f}",
-                "bodyscript.frames": str(run.frames),
-                "bodyscript.pose_delegate": run.delegate,
-                **({"bodyscript.overlay_style": overlay.to_json()} if overlay else {}),
-                "bodyscript.overlay_segments": json.dumps(kept),
-            }
-        )
-        rows = out.rows
+        return _finish_landmarks(lake, out, run, time.perf_counter() - started, overlay)
+
+
+def _landmarks_writer(lake: VideoLake, model: ModelFile, options: PoseOptions) -> AbstractContextManager[TableWriter]:
+    meta = {
+        "bodyscript.model": model.variant,
+        "bodyscript.model_sha256": model.sha256,
+        "bodyscript.num_poses": str(options.num_poses),
+    }
+    return table_writer("landmarks", lake.table_part("landmarks"), meta)
+
+
+def _finish_landmarks(
+    lake: VideoLake, out: TableWriter, run: PoseRun, seconds: float, overlay: OverlayStyle | None
+) -> LandmarksResult:
+    """Keep the usable overlay segments and record the run in the landmarks file's metadata."""
+    kept = _keep_segments(lake, run.segments)
+    out.add_metadata(
+        {
+            "bodyscript.pose_seconds": f"{seconds:.6f}",
+            "bodyscript.frames": str(run.frames),
+            "bodyscript.pose_delegate": run.delegate,
+            **({"bodyscript.overlay_style": overlay.to_json()} if overlay else {}),
+            "bodyscript.overlay_segments": json.dumps(kept),
+        }
+    )
     return LandmarksResult(
-        uri,
-        rows,
+        lake.table_part("landmarks"),
+        out.rows,
         run.frames,
         run.detected,
         seconds,
@@ -183,6 +202,88 @@ def estimate_landmarks(
         len(run.segments),
         len(kept),
     )
+
+
+def infer_landmark_range(
+    lake_uri: str,
+    partition: str,
+    model: ModelFile,
+    chunk: Chunk,
+    options: PoseOptions | None = None,
+    overlay: OverlayStyle | None = None,
+) -> dict[str, object]:
+    """One frame range of pose inference (and its overlay segment) in this process, stored in the lake for
+    :func:`merge_landmark_ranges`: the separate steps, and so pods, of ``landmarks`` under Kubernetes.
+    Returns where the range's files are and what it found."""
+    options = options or PoseOptions()
+    lake = VideoLake(lake_uri, partition)
+    probe = load_probe(lake)
+    index = load_frame_index(lake)
+    started = time.perf_counter()
+    with (
+        storage.local_copy(_frame_video_uri(lake)) as video,
+        tempfile.TemporaryDirectory(prefix="bodyscript-pose-") as workdir,
+    ):
+        result = run_chunk(video, probe, index, model.path, chunk, Path(workdir) / "range.parquet", options, overlay)
+        landmarks_uri = lake.pose_range(chunk.index, ".parquet")
+        storage.put_file(result.path, landmarks_uri)
+        segment_uri = None
+        if result.segment is not None:
+            segment_uri = lake.pose_range(chunk.index, ".mp4")
+            storage.put_file(result.segment, segment_uri)
+    return {
+        "chunk": asdict(chunk),
+        "landmarks_uri": landmarks_uri,
+        "segment_uri": segment_uri,
+        "frames": result.frames,
+        "detected": result.detected,
+        "delegate": result.delegate,
+        "fallback_reason": result.fallback_reason,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def merge_landmark_ranges(
+    lake_uri: str,
+    partition: str,
+    model: ModelFile,
+    ranges: list[dict[str, object]],
+    options: PoseOptions | None = None,
+    overlay: OverlayStyle | None = None,
+) -> LandmarksResult:
+    """The ``landmarks`` table from the ranges :func:`infer_landmark_range` stored, merged in frame order
+    with person ids from one tracker, exactly as the local workers' chunks are; the ranges' files are
+    removed afterwards. Its pose seconds are the slowest range's (the ranges run side by side)."""
+    options = options or PoseOptions()
+    lake = VideoLake(lake_uri, partition)
+    probe = load_probe(lake)
+    with (
+        tempfile.TemporaryDirectory(prefix="bodyscript-merge-") as workdir,
+        _landmarks_writer(lake, model, options) as out,
+    ):
+        storage.delete_tree(lake.overlay_segments)
+        results = []
+        for done in ranges:
+            chunk = Chunk(**done["chunk"])  # type: ignore[arg-type]
+            local = Path(workdir) / f"range-{chunk.index:05d}"
+            path = _fetch(str(done["landmarks_uri"]), local.with_suffix(".parquet"))
+            segment = _fetch(str(done["segment_uri"]), local.with_suffix(".mp4")) if done["segment_uri"] else None
+            fallback = done["fallback_reason"]
+            results.append(
+                ChunkResult(chunk, path, int(str(done["frames"])), int(str(done["detected"])), str(done["delegate"]),
+                            None if fallback is None else str(fallback), segment)
+            )  # fmt: skip
+        run = merge_chunks(results, probe, out, options, overlay)
+        seconds = max(float(str(done["seconds"])) for done in ranges)
+        landmarks = _finish_landmarks(lake, out, run, seconds, overlay)
+    storage.delete_tree(lake.pose_ranges)
+    return landmarks
+
+
+def _fetch(uri: str, local: Path) -> Path:
+    with storage.local_copy(uri) as source:
+        shutil.copyfile(source, local)
+    return local
 
 
 def _keep_segments(lake: VideoLake, segments: tuple[OverlaySegment, ...]) -> list[dict[str, object]]:
@@ -256,8 +357,7 @@ def render_overlay(
         for start, stop, segment_uri in ranges:
             part = Path(workdir) / f"part-{start:07d}.mp4"
             if segment_uri is not None:
-                with storage.local_copy(segment_uri) as segment:
-                    part.write_bytes(segment.read_bytes())
+                _fetch(segment_uri, part)  # streamed: a segment of a long video is hundreds of MB
             else:
                 with OverlayEncoder(part, probe, style, first_pts=index.pts[start]) as encoder:
                     for i, pts, frame in iter_decoded(video, index, start, stop):

@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import dagster as dg
 from botocore.config import Config
-from dagster_aws.s3 import S3Resource
+from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
 from bodyscript_pipeline.cleaning import CleaningOptions
 from bodyscript_pipeline.model import ModelFile, ensure_model
@@ -34,6 +34,17 @@ def s3_resource_from_env() -> S3Resource:
     return S3Resource(
         endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
         region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
+    )
+
+
+def step_io_manager(settings: Settings) -> dg.ConfigurableIOManager | None:
+    """Where small step outputs (pose ranges and their records) live between pods: beside an S3 lake, in its
+    bucket. ``None`` keeps Dagster's default (files under ``DAGSTER_HOME``), which every local step shares."""
+    if settings.executor != "k8s" or not settings.lake_uri.startswith("s3://"):
+        return None
+    bucket, _, prefix = settings.lake_uri.removeprefix("s3://").partition("/")
+    return S3PickleIOManager(
+        s3_resource=s3_resource_from_env(), s3_bucket=bucket, s3_prefix=f"{prefix.strip('/')}/dagster-io".lstrip("/")
     )
 
 
@@ -63,6 +74,7 @@ class PipelineResource(dg.ConfigurableResource):
     smooth_cutoff_hz: float = 6.0
     metrics_landmarks: str = "cleaned"
     overlay_max_resolution: int = 720
+    pose_range_frames: int = 9000
     quality_min_detection_rate: float = 0.5
     quality_min_visibility: float = 0.5
     quality_max_jitter_px: float = 20.0
@@ -95,6 +107,7 @@ class PipelineResource(dg.ConfigurableResource):
             smooth_cutoff_hz=settings.smooth_cutoff_hz,
             metrics_landmarks=settings.metrics_landmarks,
             overlay_max_resolution=settings.overlay_max_resolution,
+            pose_range_frames=settings.pose_range_frames,
             quality_min_detection_rate=settings.quality.min_detection_rate,
             quality_min_visibility=settings.quality.min_visibility,
             quality_max_jitter_px=settings.quality.max_jitter_px,

@@ -29,6 +29,7 @@ def test_partition_runs_through_k8s_job_executor(
 ) -> None:
     monkeypatch.setenv("BODYSCRIPT_EXECUTOR", "k8s")
     monkeypatch.setenv("BODYSCRIPT_POSE_WORKERS", "1")
+    monkeypatch.setenv("BODYSCRIPT_POSE_RANGE_FRAMES", "6")  # 12 frames -> two pose ranges, two GPU pods
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(KUBECONFIG)
     cluster = SimulatedCluster(tmp_path)
@@ -76,20 +77,27 @@ run_launcher:
         delegate = landmarks.asset_materialization.metadata["pose_delegate"].value
         assert delegate == "cpu", "the GPU pod asked for the GPU delegate; with none here it fell back"
         assert "pose_delegate_fallback" in landmarks.asset_materialization.metadata
-    assert len(cluster.jobs) == 6, "one Job per step"
-    by_step = {}
+    steps = []
     for job in cluster.jobs.values():
         (container,) = job.body.spec.template.spec.containers
         assert container.args[:3] == ["dagster", "api", "execute_step"]
-        by_step[job.body.metadata.labels["dagster/op"]] = (container, job)
-    assert set(by_step) == {"frames", "landmarks", "overlays", "clean_landmarks", "metrics", "exports"}
-    for step, (container, job) in by_step.items():
+        label = job.body.metadata.labels["dagster/op"]  # e.g. landmarks.infer_pose_range-frames_0_6
+        step = label.rpartition(".")[2].partition("-")[0]
+        steps.append(step)
         assert container.image == "registry.example.com/bodyscript:1.0"
-        assert (GPU_RESOURCE in container.resources.limits) == (step == "landmarks"), step
+        assert (GPU_RESOURCE in container.resources.limits) == (step == "infer_pose_range"), step
         env = {e.name: e.value for e in container.env}
         assert env["DAGSTER_HOME"] == str(home)
-        assert (env.get("BODYSCRIPT_POSE_DELEGATE") == "gpu") == (step == "landmarks"), step
+        assert (env.get("BODYSCRIPT_POSE_DELEGATE") == "gpu") == (step == "infer_pose_range"), step
         assert job.process.returncode == 0
+    assert sorted(steps) == sorted(
+        ["frames", "plan_pose_ranges", "infer_pose_range", "infer_pose_range", "merge_pose_ranges",
+         "overlays", "clean_landmarks", "metrics", "exports"]
+    ), "one Job per step; landmarks as one step per frame range"  # fmt: skip
     lake = VideoLake(bodyscript_home.lake_uri, "k8s-clip")
     videos = pl.read_parquet(lake.table_part("videos").removeprefix("file://"))
     assert videos["frame_count"].to_list() == [12]
+    merged = pl.read_parquet(lake.table_part("landmarks").removeprefix("file://"))
+    assert merged["frame_index"].unique().sort().to_list() == list(range(12)), "each frame once, from both ranges"
+    assert merged["frame_index"].to_list() == sorted(merged["frame_index"].to_list())
+    assert not Path(lake.pose_ranges.removeprefix("file://")).exists(), "the ranges' files are removed once merged"

@@ -11,7 +11,7 @@ import pytest
 
 from bodyscript_pipeline import pose_chunks, steps
 from bodyscript_pipeline.model import ensure_model
-from bodyscript_pipeline.pose_chunks import MIN_CHUNK_FRAMES, WARMUP_FRAMES, plan_chunks
+from bodyscript_pipeline.pose_chunks import MIN_CHUNK_FRAMES, WARMUP_FRAMES, plan_chunks, plan_ranges
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.sources import register_source
 
@@ -26,6 +26,15 @@ def test_plan_covers_every_frame_once(frames: int, workers: int) -> None:
     assert max(sizes) - min(sizes) <= 1
     assert chunks[0].warmup_start == 0
     assert all(c.warmup_start == max(0, c.start - WARMUP_FRAMES) for c in chunks)
+
+
+@pytest.mark.parametrize(("frames", "most"), [(1, 9000), (12, 6), (9000, 9000), (9001, 9000), (100_000, 9000)])
+def test_k8s_ranges_cover_every_frame_once_and_are_bounded(frames: int, most: int) -> None:
+    ranges = plan_ranges(frames, most)
+    assert ranges[0].start == 0 and ranges[-1].stop == frames
+    assert all(a.stop == b.start for a, b in itertools.pairwise(ranges))
+    assert all(0 < r.stop - r.start <= most for r in ranges)
+    assert len(ranges) == -(-frames // most), "as few ranges as the bound allows"
 
 
 def test_two_chunks_match_one_pass(
