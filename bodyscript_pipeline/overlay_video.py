@@ -36,10 +36,6 @@ class OverlayStyle:
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
-    @classmethod
-    def from_json(cls, text: str) -> OverlayStyle:
-        return cls(**json.loads(text))
-
 
 def overlay_size(width: int, height: int, max_resolution: int) -> tuple[int, int]:
     """The overlay's upright size: scaled down so its short side is at most ``max_resolution`` (0: not
@@ -86,13 +82,12 @@ class OverlayEncoder:
         self._label_people = style.label_people
         self._writer = H264Writer(path, self.width, self.height, probe.time_base, probe.fps, threads=threads)
 
-    def add(self, frame: av.VideoFrame, pts: int, people: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    def add(self, frame: av.VideoFrame, pts: int, people: np.ndarray, ids: np.ndarray) -> None:
         """Draw ``people`` ((persons, 33, 3) of normalized x, y, visibility) on ``frame``, labelled with
-        their ``ids`` where the style says so, and encode it; returns the drawn yuv420p planes."""
+        their ``ids`` where the style says so, and encode it."""
         planes = rotate_yuv420p(self._scaled_planes(frame), self._rotation)
         draw_skeletons_yuv420p(planes, people, self._min_visibility, ids if self._label_people else None)
         self._writer.write_yuv420p(planes, pts - self._start_pts)
-        return planes
 
     def _scaled_planes(self, frame: av.VideoFrame) -> np.ndarray:
         width, height = self._coded_size
@@ -109,10 +104,6 @@ class OverlayEncoder:
         for source, target in zip(chroma, out_chroma, strict=True):
             cv2.resize(source, (width // 2, height // 2), dst=target, interpolation=cv2.INTER_LINEAR)
         return out
-
-    @property
-    def frames(self) -> int:
-        return self._writer.frames
 
     def close(self) -> None:
         self._writer.close()

@@ -11,7 +11,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
@@ -352,24 +352,25 @@ def render_overlay(
         storage.local_copy(_frame_video_uri(lake)) as video,
         storage.staged_output(lake.overlay) as out_path,
         tempfile.TemporaryDirectory(prefix="bodyscript-overlay-") as workdir,
+        ExitStack() as stored,
     ):
         parts: list[Path] = []
         for start, stop, segment_uri in ranges:
+            if segment_uri is not None:  # read where it lies (downloaded only from object storage)
+                parts.append(stored.enter_context(storage.local_copy(segment_uri)))
+                continue
             part = Path(workdir) / f"part-{start:07d}.mp4"
-            if segment_uri is not None:
-                _fetch(segment_uri, part)  # streamed: a segment of a long video is hundreds of MB
-            else:
-                with OverlayEncoder(part, probe, style, first_pts=index.pts[start]) as encoder:
-                    for i, pts, frame in iter_decoded(video, index, start, stop):
-                        people, ids = empty, no_ids
-                        while pending is not None and pending[0] <= i:
-                            if pending[0] == i:
-                                ids, people = pending[1], pending[2]
-                            pending = next(poses, None)
-                        encoder.add(frame, pts, people, ids)
-                        drawn += 1
-                        if drawn % 64 == 0:
-                            progress(min(drawn, len(index)), len(index))
+            with OverlayEncoder(part, probe, style, first_pts=index.pts[start]) as encoder:
+                for i, pts, frame in iter_decoded(video, index, start, stop):
+                    people, ids = empty, no_ids
+                    while pending is not None and pending[0] <= i:
+                        if pending[0] == i:
+                            ids, people = pending[1], pending[2]
+                        pending = next(poses, None)
+                    encoder.add(frame, pts, people, ids)
+                    drawn += 1
+                    if drawn % 64 == 0:
+                        progress(min(drawn, len(index)), len(index))
             parts.append(part)
         offsets = [index.pts[start] - probe.start_pts for start, _, _ in ranges]
         frames_written = join_segments(parts, offsets, probe.time_base, out_path)
