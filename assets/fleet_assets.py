@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.metadata import output_locations, preview
 from assets.pods import pod_tags
-from assets.video_assets import metrics
+from assets.video_assets import METRICS
 from bodyscript_pipeline.fleet import LOW_DETECTION_RATE, build_fleet_summary
 from resources import PipelineResource
 
@@ -17,7 +17,7 @@ FLEET_AUTOMATION = (
 
 
 @dg.asset(
-    deps=[metrics],
+    deps=[METRICS],
     group_name="fleet",
     code_version="1",
     op_tags=pod_tags("fleet_summary"),

@@ -3,13 +3,13 @@
 import dagster as dg
 
 from assets.partitions import videos_partitions
-from assets.video_assets import PROCESS_VIDEO_ASSETS
+from assets.video_assets import VIDEO_ASSET_KEYS
 
 PROCESS_VIDEO_JOB = "process_video"
 
 process_video_job = dg.define_asset_job(
     PROCESS_VIDEO_JOB,
-    selection=dg.AssetSelection.assets(*PROCESS_VIDEO_ASSETS),
+    selection=dg.AssetSelection.assets(*VIDEO_ASSET_KEYS),
     partitions_def=videos_partitions,
     description="Every derived asset of one video partition: frames, landmarks, overlays, clean_landmarks, metrics, "
     "exports.",

@@ -11,5 +11,5 @@ def _settings() -> Settings:
     return Settings.from_env()
 
 
-def pod_tags(asset: str) -> dict[str, str]:
-    return op_tags(asset, _settings())
+def pod_tags(step: str) -> dict[str, str]:
+    return op_tags(step, _settings())

@@ -150,14 +150,14 @@ def step_seconds(dagster_home: Path) -> dict[str, float]:
     """Each asset's ``step_seconds`` from its latest materialization in the instance the CLI used."""
     import dagster as dg
 
-    from assets import PROCESS_VIDEO_ASSETS
+    from assets import VIDEO_ASSET_KEYS
 
     seconds = {}
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        for asset in PROCESS_VIDEO_ASSETS:
-            event = instance.get_latest_materialization_event(asset.key)
+        for key in VIDEO_ASSET_KEYS:
+            event = instance.get_latest_materialization_event(key)
             if event is not None and event.asset_materialization is not None:
-                seconds[asset.key.to_user_string()] = float(event.asset_materialization.metadata["step_seconds"].value)
+                seconds[key.to_user_string()] = float(event.asset_materialization.metadata["step_seconds"].value)
     return seconds
 
 

@@ -9,8 +9,6 @@ download), Polars through its own object store client configured from the same A
 
 from __future__ import annotations
 
-import os
-
 import duckdb
 import polars as pl
 import pyarrow as pa
@@ -66,12 +64,12 @@ def connect(lake_uri: str) -> duckdb.DuckDBPyConnection:
 def polars_storage_options() -> dict[str, str]:
     """Polars' object-store options from the standard AWS variables (MinIO/moto endpoints included)."""
     options = {}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = storage.s3_endpoint_url()
     if endpoint:
         options["aws_endpoint_url"] = endpoint
         if endpoint.startswith("http://"):
             options["aws_allow_http"] = "true"
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    region = storage.s3_region()
     if region:
         options["aws_region"] = region
     return options

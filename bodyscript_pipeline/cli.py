@@ -96,13 +96,18 @@ def _process(settings: Settings, video: str, partition: str | None, as_json: boo
 
     uri = _source_uri(video)
     key = partition or partition_key_for(Path(uri).name, identity=uri)
+    if settings.pose_service is not None:
+        from bodyscript_pipeline import pose_service
+
+        # Starts warming up now, while Dagster loads; later videos find it warm.
+        pose_service.start(settings.pose_service.home, settings.pose_service.idle_s)
     ensure_dagster_home(settings)
     warnings.filterwarnings("ignore")
 
     import dagster as dg
 
     from assets.partitions import VIDEOS_PARTITIONS_NAME
-    from assets.video_assets import PROCESS_VIDEO_ASSETS, PROGRESS_PREFIX
+    from assets.video_assets import PROGRESS_PREFIX, VIDEO_ASSET_KEYS
     from bodyscript_pipeline.definitions import PROCESS_VIDEO_JOB, build_definitions
 
     instance = dg.DagsterInstance.get()
@@ -121,8 +126,8 @@ def _process(settings: Settings, video: str, partition: str | None, as_json: boo
     native_log = settings.home / "logs" / f"{run_id}.log"
     show_bar = sys.stderr.isatty()
     with _stderr_to(native_log) as terminal:
-        steps = [asset.key.to_user_string() for asset in PROCESS_VIDEO_ASSETS]
-        bar = _ProgressBar(instance, run_id, PROGRESS_PREFIX, terminal, steps) if show_bar else None
+        assets = [key.to_user_string() for key in VIDEO_ASSET_KEYS]
+        bar = _ProgressBar(instance, run_id, PROGRESS_PREFIX, terminal, assets) if show_bar else None
         if bar:
             bar.start()
         try:
@@ -179,7 +184,8 @@ def _failure_reason(result: Any) -> str:
         if event.is_step_failure:
             user = event.step_failure_data.user_failure_data
             if user is not None and user.description:
-                return f"{event.step_key}: {user.description}"
+                asset = user.metadata.get("asset")  # which of the step's assets failed
+                return f"{asset.value if asset else event.step_key}: {user.description}"
             error = event.step_failure_data.error
             while error is not None and error.cause is not None:
                 error = error.cause
@@ -215,10 +221,11 @@ def _summary(settings: Settings, key: str) -> dict[str, Any]:
 
 
 class _ProgressBar:
-    """Draws the run's progress on the terminal from the step and progress events of the event log."""
+    """Draws the run's progress on the terminal, asset by asset, from the materialization and progress events
+    of the event log (``progress: done/total frames (asset)``)."""
 
-    def __init__(self, instance: Any, run_id: str, prefix: str, out: TextIO, steps: list[str]) -> None:
-        self._steps = steps
+    def __init__(self, instance: Any, run_id: str, prefix: str, out: TextIO, assets: list[str]) -> None:
+        self._assets = assets
         self._out = out
         self._instance = instance
         self._run_id = run_id
@@ -250,20 +257,19 @@ class _ProgressBar:
         finished: set[str] = set()
         current, fraction = "", 0.0
         for event in events:
-            step = event.step_key or ""
-            if event.is_dagster_event and event.dagster_event.is_step_success:
-                finished.add(step)
-            elif event.is_dagster_event and event.dagster_event.is_step_start:
-                current, fraction = step, 0.0
+            if event.is_dagster_event and event.dagster_event.is_step_materialization:
+                finished.add(event.dagster_event.asset_key.to_user_string())
             elif event.user_message.startswith(self._prefix):
-                done, total = event.user_message[len(self._prefix) :].split()[0].split("/")
-                current, fraction = step, int(done) / max(1, int(total))
-        total = len(self._steps)
-        progress = (len(finished) + (fraction if current not in finished else 0.0)) / total
+                counts, _, asset = event.user_message[len(self._prefix) :].partition("(")
+                done, total = counts.split()[0].split("/")
+                current, fraction = asset.rstrip(")").strip(), int(done) / max(1, int(total))
+        total = len(self._assets)
+        progress = (len(finished) + (fraction if current and current not in finished else 0.0)) / total
+        pending = [asset for asset in self._assets if asset not in finished]
+        label = (current if current in pending else pending[0]) if pending else "done"
         width = 30
         filled = int(progress * width)
-        label = current if current and current not in finished else ("done" if len(finished) == total else "")
-        self._out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {progress:5.0%} {label:<10}")
+        self._out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {progress:5.0%} {label:<15}")
         self._out.flush()
 
 

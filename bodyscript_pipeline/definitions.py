@@ -13,23 +13,26 @@ __all__ = ["PROCESS_VIDEO_JOB", "build_definitions", "defs"]
 
 
 def executor_for(settings: Settings) -> dg.ExecutorDefinition:
-    """BODYSCRIPT_EXECUTOR: one process per step (default), all steps in one process, or one pod per step."""
+    """BODYSCRIPT_EXECUTOR: every step of a run in the run's own process (default: a video's two steps cost
+    less than a process start-up each, and pose inference runs in its own worker processes anyway), one
+    process per step, or one pod per step."""
     if settings.executor == "k8s":
         from dagster_k8s import k8s_job_executor
 
         return k8s_job_executor
-    if settings.executor == "in_process":
-        return dg.in_process_executor
-    return dg.multiprocess_executor
+    if settings.executor == "multiprocess":
+        return dg.multiprocess_executor
+    return dg.in_process_executor
 
 
 def video_assets_for(settings: Settings) -> list[dg.AssetsDefinition]:
-    """The per-video assets; under k8s, ``landmarks`` runs its frame ranges as separate steps (pods)."""
+    """The per-video assets: two steps; under k8s the same two pods for a short video, and a GPU pod per
+    further frame range for a long one (assets/pose_ranges.py)."""
     if settings.executor != "k8s":
         return PROCESS_VIDEO_ASSETS
-    from assets.landmarks_by_range import landmarks_by_range
+    from assets.pose_ranges import video_assets_by_range
 
-    return [landmarks_by_range if asset.key == landmarks_by_range.key else asset for asset in PROCESS_VIDEO_ASSETS]
+    return [video_assets_by_range]
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:

@@ -1,6 +1,9 @@
 """Finding new object versions in the drop zone with bounded work per tick and a compact cursor.
 
 The scan walks the drop zone in key order a few pages at a time, resuming after the last key it handled.
+An S3 object is complete once listed. A local file is taken once it is ``settle_seconds`` old, or once two
+listings at least ``RELIST_SECONDS`` apart showed it with the same size and mtime (a copy still running
+changes both), so a finished copy is picked up by the next tick rather than after a fixed wait.
 It remembers, per object, a digest of its cheap listing facts (ETag, or size and mtime) and of its content
 version (ETag, or SHA-256 for local files). An object whose listing facts are unchanged costs nothing; one
 whose facts changed but whose content did not (a re-copy of the same bytes) is not a new version. At the
@@ -22,6 +25,7 @@ from bodyscript_pipeline.video_names import is_video_name
 
 KEY_BYTES = 6
 TOKEN_BYTES = 4
+RELIST_SECONDS = 1.0
 CURSOR_VERSION = 1
 HOUR = 3600.0
 
@@ -38,6 +42,8 @@ class ScanState:
     seen: set[bytes] = field(default_factory=set)
     # Per top-level prefix, when its recent new versions were taken (for BODYSCRIPT_QUOTA_PER_HOUR).
     taken: dict[str, list[float]] = field(default_factory=dict)
+    # Local files too young to take: their listing facts and when they were listed (few, and short-lived).
+    young: dict[bytes, tuple[bytes, float]] = field(default_factory=dict)
 
     def encode(self) -> str:
         known = b"".join(k + s + v for k, (s, v) in sorted(self.known.items()))
@@ -50,6 +56,7 @@ class ScanState:
                 "known": base64.b64encode(zlib.compress(known)).decode(),
                 "seen": base64.b64encode(zlib.compress(seen)).decode(),
                 "taken": self.taken,
+                "young": {(k + token).hex(): at for k, (token, at) in self.young.items()},
             }
         )
 
@@ -72,7 +79,13 @@ class ScanState:
         }
         seen = {seen_raw[i : i + KEY_BYTES] for i in range(0, len(seen_raw), KEY_BYTES)}
         taken = {prefix: [float(t) for t in times] for prefix, times in data.get("taken", {}).items()}
-        return cls(after=data["after"], passes=int(data["passes"]), known=known, seen=seen, taken=taken)
+        young = {
+            raw[:KEY_BYTES]: (raw[KEY_BYTES:], float(at))
+            for raw, at in ((bytes.fromhex(k), at) for k, at in data.get("young", {}).items())
+        }
+        state = cls(after=data["after"], passes=int(data["passes"]), known=known, seen=seen, taken=taken)
+        state.young = young
+        return state
 
 
 @dataclass(frozen=True)
@@ -130,6 +143,7 @@ def scan(
             return result
     # The listing ran out: a full pass is done. Forget objects that were not seen again.
     state.known = {k: v for k, v in state.known.items() if k in state.seen}
+    state.young = {k: v for k, v in state.young.items() if k in state.seen}
     state.seen = set()
     state.after = ""
     state.passes += 1
@@ -165,14 +179,19 @@ def _visit(
     if known is not None and known[0] == token:
         return True
     if obj.etag is None and now - obj.mtime < settle_seconds:
-        result.settling += 1  # a local file modified moments ago may still be growing
-        return True
+        listed = state.young.get(key)
+        if listed is None or listed[0] != token or now - listed[1] < RELIST_SECONDS:
+            if listed is None or listed[0] != token:
+                state.young[key] = (token, now)
+            result.settling += 1  # a local file modified moments ago may still be growing
+            return True
     if len(result.new) >= max_new:
         return False
     taken = state.taken.setdefault(prefix_of(obj.key), []) if quota else None
     if taken is not None and len(taken) >= quota:
         result.over_quota += 1  # left unknown: taken on a later pass, once the prefix's hour allows it
         return True
+    state.young.pop(key, None)
     version = lister.content_version(obj)
     digest = _digest(version, TOKEN_BYTES)
     state.known[key] = (token, digest)

@@ -127,16 +127,9 @@ def lister_for(drop_uri: str, s3_client: Any | None = None, page_size: int = PAG
     if drop_uri.startswith("s3://"):
         bucket, _, prefix = drop_uri.removeprefix("s3://").partition("/")
         if s3_client is None:
-            s3_client = default_s3_client()
+            s3_client = storage.s3_client(storage.s3_endpoint_url(), storage.s3_region())
         return S3DropLister(s3_client, bucket, prefix, page_size)
     local = storage.local_path(drop_uri)
     if local is None:
         raise ValueError(f"unsupported drop zone {drop_uri!r}: use file:// or s3://")
     return LocalDropLister(local, page_size)
-
-
-def default_s3_client() -> Any:
-    """A boto3 S3 client from the standard AWS_* variables (AWS_ENDPOINT_URL for MinIO)."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))

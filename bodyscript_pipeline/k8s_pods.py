@@ -1,8 +1,8 @@
 """Where each step runs under Kubernetes: the one definition of the pod settings of every asset.
 
-Pose inference goes to the GPU pool (``landmarks``, which under k8s runs as one ``infer_pose_range`` step per
-frame range): an ``nvidia.com/gpu`` limit, the GPU pool's node selector and a toleration for its taint. Every
-other step goes to the CPU pool. Requests and limits are
+Pose inference goes to the GPU pool (the ``pose`` step, and under k8s the further frame ranges of a long video,
+``infer_pose_range``): an ``nvidia.com/gpu`` limit, the GPU pool's node selector and a toleration for its taint.
+Every other step goes to the CPU pool. Requests and limits are
 sized from measured peak memory (benchmarks/throughput.py on this project's 2-core reference machine: pose
 workers 370 MB each plus a 190 MB parent; the in-process pipeline 530-600 MB), with headroom.
 Pool labels, taints and the image are settings (``BODYSCRIPT_K8S_*``), not literals in code.
@@ -34,18 +34,12 @@ POD_SIZES: dict[str, PodSize] = {
     "video": PodSize(cpu_request="1", memory_request="1Gi", cpu_limit="2", memory_limit="2Gi"),
     "table": PodSize(cpu_request="500m", memory_request="512Mi", cpu_limit="1", memory_limit="1Gi"),
 }
-ASSET_POD: dict[str, str] = {
-    "frames": "video",
-    "landmarks": "pose",
-    "overlays": "video",
-    "clean_landmarks": "table",
-    "metrics": "table",
-    "exports": "table",
+STEP_POD: dict[str, str] = {
+    "pose": "pose",  # frames and landmarks
+    "derived": "video",  # overlays, clean_landmarks, metrics, exports
     "fleet_summary": "table",
-    # ``landmarks`` as separate range steps (assets/landmarks_by_range.py)
-    "plan_pose_ranges": "table",
+    # long videos under k8s: further frame ranges of ``landmarks`` as their own steps (assets/pose_ranges.py)
     "infer_pose_range": "pose",
-    "merge_pose_ranges": "video",
 }
 
 
@@ -55,9 +49,9 @@ def _label(selector: str) -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
-def k8s_config(asset: str, settings: Settings) -> dict[str, Any]:
-    """The ``dagster-k8s/config`` of one asset's step pod."""
-    size = POD_SIZES[ASSET_POD[asset]]
+def k8s_config(step: str, settings: Settings) -> dict[str, Any]:
+    """The ``dagster-k8s/config`` of one step's pod."""
+    size = POD_SIZES[STEP_POD[step]]
     requests: dict[str, str | int] = {"cpu": size.cpu_request, "memory": size.memory_request}
     limits: dict[str, str | int] = {"cpu": size.cpu_limit, "memory": size.memory_limit}
     pod_spec: dict[str, Any]
@@ -81,6 +75,6 @@ def k8s_config(asset: str, settings: Settings) -> dict[str, Any]:
     }
 
 
-def op_tags(asset: str, settings: Settings) -> dict[str, str]:
-    """Op tags carrying the asset's pod settings (Dagster tags are strings: the config is JSON)."""
-    return {K8S_CONFIG_TAG: json.dumps(k8s_config(asset, settings)), "bodyscript/pool": ASSET_POD[asset]}
+def op_tags(step: str, settings: Settings) -> dict[str, str]:
+    """Op tags carrying the step's pod settings (Dagster tags are strings: the config is JSON)."""
+    return {K8S_CONFIG_TAG: json.dumps(k8s_config(step, settings)), "bodyscript/pool": STEP_POD[step]}

@@ -18,8 +18,9 @@ import ctypes
 import multiprocessing
 import signal
 import sys
+import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ import pyarrow.parquet as pq
 from bodyscript_pipeline.overlay_video import OverlayEncoder, OverlayStyle
 from bodyscript_pipeline.parquet_io import TableWriter, table_writer, whole_frames
 from bodyscript_pipeline.pose import VISIBILITY, PoseEstimator, PoseOptions, X, Y, merge_columns, result_columns
+from bodyscript_pipeline.pose_service import PoseService
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
 from bodyscript_pipeline.tracking import PersonTracker
 from bodyscript_pipeline.video_io import FrameIndex, Probe, iter_decoded, upright
@@ -43,7 +45,12 @@ BATCH_FRAMES = 1024  # frames per Parquet row group: bounded memory, good compre
 PROGRESS_EVERY = 16
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
-_progress: Any = None  # a shared counter of frames done, set in each worker process
+_report: Callable[[int], None] | None = None  # where a worker process reports frames done
+
+
+def set_progress_reporter(report: Callable[[int], None] | None) -> None:
+    global _report
+    _report = report
 
 
 @dataclass(frozen=True)
@@ -107,8 +114,11 @@ def _equal_chunks(frame_count: int, count: int) -> list[Chunk]:
 
 
 def _init_worker(counter: Any) -> None:
-    global _progress
-    _progress = counter
+    def add(frames: int) -> None:
+        with counter.get_lock():
+            counter.value += frames
+
+    set_progress_reporter(add)
     if sys.platform == "linux":
         # Die with the step process: a step killed mid-run (OOM, kill -9) leaves no worker computing for nobody.
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -150,11 +160,32 @@ def run_chunk(
             if len(parts) == BATCH_FRAMES:
                 writer.write_columns(merge_columns(parts))
                 parts = []
-            if _progress is not None and frames % PROGRESS_EVERY == 0:
-                with _progress.get_lock():
-                    _progress.value += PROGRESS_EVERY
+            if _report is not None and frames % PROGRESS_EVERY == 0:
+                _report(PROGRESS_EVERY)
         writer.write_columns(merge_columns(parts))
     return ChunkResult(chunk, out, frames, detected, estimator.delegate, estimator.fallback_reason, segment)
+
+
+def run_request(request: dict[str, Any]) -> dict[str, Any]:
+    """``run_chunk`` from a pose service request (``pose_service.request_for``); the result as a record."""
+    overlay = request["overlay"]
+    result = run_chunk(
+        Path(request["video"]),
+        Probe.from_json(request["probe"]),
+        FrameIndex(request["index"]["pts"], request["index"]["keyframe"]),
+        Path(request["model"]),
+        Chunk(**request["chunk"]),
+        Path(request["out"]),
+        PoseOptions(**request["options"]),
+        OverlayStyle(**overlay) if overlay is not None else None,
+    )
+    return {
+        "frames": result.frames,
+        "detected": result.detected,
+        "delegate": result.delegate,
+        "fallback_reason": result.fallback_reason,
+        "segment": str(result.segment) if result.segment is not None else None,
+    }
 
 
 def estimate_in_chunks(
@@ -168,14 +199,16 @@ def estimate_in_chunks(
     progress: Callable[[int, int], None],
     options: PoseOptions,
     overlay: OverlayStyle | None = None,
+    service: PoseService | None = None,
 ) -> PoseRun:
     """Run every chunk in worker processes, in parallel, then append their rows to ``out`` in frame order,
-    with person ids from one tracker; with an ``overlay`` style, the chunks' overlay segments too."""
+    with person ids from one tracker; with an ``overlay`` style, the chunks' overlay segments too. With a
+    ``service``, the chunks run in the warm pose service's processes instead of freshly started ones."""
     chunks = plan_chunks(len(index), workers)
     paths = [workdir / f"chunk-{c.index:03d}.parquet" for c in chunks]
     # Even one chunk runs in a worker process: the step's own process then never loads MediaPipe and its
     # model, which keeps it small (the CLI runs every step in one process).
-    results = _run_parallel(video, probe, index, model_path, chunks, paths, progress, options, overlay)
+    results = VideoRanges(video, probe, index, model_path, options, overlay).run(chunks, paths, progress, service)
     run = merge_chunks(results, probe, out, options, overlay)
     progress(len(index), len(index))
     return run
@@ -234,31 +267,79 @@ def _write_tracked(table: pa.Table, tracker: PersonTracker, out: TableWriter) ->
     return bool(np.array_equal(own_ids, ids[rows]))
 
 
-def _run_parallel(
-    video: Path,
-    probe: Probe,
-    index: FrameIndex,
-    model_path: Path,
-    chunks: list[Chunk],
-    paths: list[Path],
-    progress: Callable[[int, int], None],
-    options: PoseOptions,
-    overlay: OverlayStyle | None,
+@dataclass(frozen=True)
+class VideoRanges:
+    """What every range of one video's pose inference shares; ``run`` runs ranges side by side."""
+
+    video: Path
+    probe: Probe
+    index: FrameIndex
+    model_path: Path
+    options: PoseOptions
+    overlay: OverlayStyle | None
+
+    def run(
+        self, chunks: list[Chunk], paths: list[Path], progress: Callable[[int, int], None], service: PoseService | None
+    ) -> list[ChunkResult]:
+        """In freshly spawned worker processes, or in the warm pose ``service``'s."""
+        if service is None:
+            return self._spawned(chunks, paths, progress)
+        return self._in_service(chunks, paths, progress, service)
+
+    def _spawned(
+        self, chunks: list[Chunk], paths: list[Path], progress: Callable[[int, int], None]
+    ) -> list[ChunkResult]:
+        # spawn, not fork: the parent holds threads (Dagster's, PyAV's) that a fork would copy mid-flight.
+        context = multiprocessing.get_context("spawn")
+        counter = context.Value("q", 0)
+        with ProcessPoolExecutor(
+            len(chunks), mp_context=context, initializer=_init_worker, initargs=(counter,)
+        ) as pool:
+            args = (self.video, self.probe, self.index, self.model_path)
+            futures = [
+                pool.submit(run_chunk, *args, chunk, path, self.options, self.overlay)
+                for chunk, path in zip(chunks, paths, strict=True)
+            ]
+            return _gather(futures, lambda: int(counter.value), len(self.index), progress)
+
+    def _in_service(
+        self, chunks: list[Chunk], paths: list[Path], progress: Callable[[int, int], None], service: PoseService
+    ) -> list[ChunkResult]:
+        """One connection per range, side by side."""
+        from bodyscript_pipeline import pose_service
+
+        done = [0]
+        lock = threading.Lock()
+
+        def add(frames: int) -> None:
+            with lock:
+                done[0] += frames
+
+        def one(chunk: Chunk, path: Path) -> ChunkResult:
+            request = pose_service.request_for(
+                self.video, self.probe, self.index, self.model_path, chunk, path, self.options, self.overlay
+            )
+            record = pose_service.run_remote(pose_service.connect(service.home, service.idle_s), request, add)
+            segment = record["segment"]
+            return ChunkResult(chunk, path, record["frames"], record["detected"], record["delegate"],
+                               record["fallback_reason"], Path(segment) if segment else None)  # fmt: skip
+
+        with ThreadPoolExecutor(len(chunks)) as pool:
+            futures = [pool.submit(one, chunk, path) for chunk, path in zip(chunks, paths, strict=True)]
+            return _gather(futures, lambda: done[0], len(self.index), progress)
+
+
+def _gather(
+    futures: list[Future[ChunkResult]], frames_done: Callable[[], int], total: int, progress: Callable[[int, int], None]
 ) -> list[ChunkResult]:
-    # spawn, not fork: the parent holds threads (Dagster's, PyAV's) that a fork would copy mid-flight.
-    context = multiprocessing.get_context("spawn")
-    counter = context.Value("q", 0)
-    with ProcessPoolExecutor(len(chunks), mp_context=context, initializer=_init_worker, initargs=(counter,)) as pool:
-        futures = [
-            pool.submit(run_chunk, video, probe, index, model_path, chunk, path, options, overlay)
-            for chunk, path in zip(chunks, paths, strict=True)
-        ]
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
-            if any(f.exception() is not None for f in done):
-                for future in pending:
-                    future.cancel()
-                break
-            progress(min(counter.value, len(index)), len(index))
-        return [future.result() for future in futures]
+    """The ranges' results in order, reporting progress meanwhile; the first failure cancels what has not
+    started and is raised."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.5, return_when=FIRST_EXCEPTION)
+        if any(f.exception() is not None for f in done):
+            for future in pending:
+                future.cancel()
+            break
+        progress(min(frames_done(), total), total)
+    return [future.result() for future in futures]

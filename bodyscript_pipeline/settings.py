@@ -11,11 +11,12 @@
 | ``BODYSCRIPT_MIN_VISIBILITY`` | ``0.5`` (landmarks below are not drawn or measured) |
 | ``BODYSCRIPT_OVERLAY_MAX_RESOLUTION`` | ``720``: the overlay's short side at most (720p); ``0``: the source's |
 | ``BODYSCRIPT_MAX_BYTES``, ``_MAX_DURATION_S``, ``_MAX_PIXELS``, ``_MAX_FRAMES`` | input limits (validation.py) |
-| ``BODYSCRIPT_EXECUTOR``     | ``multiprocess`` (``in_process``, or ``k8s`` in a cluster) |
+| ``BODYSCRIPT_EXECUTOR``     | ``in_process`` (``multiprocess``: a process per step, or ``k8s`` in a cluster) |
 | ``BODYSCRIPT_POSE_DELEGATE`` | ``cpu``, or ``gpu`` (falls back to CPU with a warning) |
 | ``BODYSCRIPT_K8S_GPU_NODE_SELECTOR``, ``_CPU_NODE_SELECTOR``, ``_GPU_TAINT`` | pools, see k8s_pods.py |
 | ``BODYSCRIPT_COST_CPU_POD_HOUR``, ``BODYSCRIPT_COST_GPU_POD_HOUR`` | ``0.05``, ``1.00``: prices for cost estimates |
 | ``BODYSCRIPT_POSE_WORKERS`` | the number of cores: parallel frame ranges of pose inference per video |
+| ``BODYSCRIPT_POSE_SERVICE_IDLE_S`` | ``300``: the warm pose service exits after this idle time; ``0``: none |
 | ``BODYSCRIPT_POSE_RANGE_FRAMES`` | ``9000``: under ``k8s``, the most frames of one pose step (pod) |
 | ``BODYSCRIPT_NUM_POSES``    | ``1``: most people found per frame; above 1, wide frames are tiled (pose.py) |
 | ``BODYSCRIPT_POSE_TILES``   | ``auto``, or a number of overlapping tiles along the frame's long side |
@@ -26,12 +27,12 @@
 | ``BODYSCRIPT_QUALITY_MIN_DETECTION_RATE``, ``_MIN_VISIBILITY`` | ``0.5``, ``0.5``: below either, the check blocks |
 | ``BODYSCRIPT_QUALITY_MAX_JITTER_PX``, ``_MAX_FILLED`` | ``20``, ``0.25``: above either, the warning check fails |
 | ``DAGSTER_HOME``           | ``$BODYSCRIPT_HOME/dagster``              |
-| ``BODYSCRIPT_SENSOR_INTERVAL_S`` | ``15``: seconds between drop-zone scans |
+| ``BODYSCRIPT_SENSOR_INTERVAL_S`` | ``5``: seconds between drop-zone scans (the daemon evaluates sensors every 5 s) |
 | ``BODYSCRIPT_SCAN_MAX_PAGES`` | ``20``: listing pages per scan          |
 | ``BODYSCRIPT_SCAN_PAGE_SIZE`` | ``1000``: objects per listing page (S3's maximum) |
 | ``BODYSCRIPT_SCAN_MAX_NEW``  | ``100``: new videos taken per scan         |
 | ``BODYSCRIPT_QUOTA_PER_HOUR`` | ``0`` (off): new videos taken per top-level drop folder per hour, e.g. 10 |
-| ``BODYSCRIPT_SETTLE_S``      | ``5``: a local file must be this old to be taken (still being copied) |
+| ``BODYSCRIPT_SETTLE_S``      | ``2``: a local file this old is taken; a younger one once two listings agree on it |
 | ``BODYSCRIPT_RETENTION_DAYS`` | ``30``: derived artifacts older than this are removed by retention |
 | ``BODYSCRIPT_RETENTION_MODE`` | ``delete``, or ``archive`` (moved under ``<lake>/archive/``) |
 | ``BODYSCRIPT_RETENTION_DRY_RUN`` | ``false``: retention only reports what it would remove |
@@ -48,10 +49,11 @@ from pathlib import Path
 
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.model_catalog import MODEL_VARIANTS
+from bodyscript_pipeline.pose_service import PoseService
 from bodyscript_pipeline.quality import QualityThresholds
 from bodyscript_pipeline.validation import Limits
 
-EXECUTORS = ("multiprocess", "in_process", "k8s")
+EXECUTORS = ("in_process", "multiprocess", "k8s")
 METRICS_LANDMARKS = ("cleaned", "raw")
 
 
@@ -69,7 +71,7 @@ class Settings:
     pose_delegate: str = "cpu"
     cost_cpu_pod_hour: float = 0.05
     cost_gpu_pod_hour: float = 1.00
-    executor: str = "multiprocess"
+    executor: str = "in_process"
     k8s_gpu_node_selector: str = "bodyscript.io/pool=gpu"
     k8s_cpu_node_selector: str = "bodyscript.io/pool=cpu"
     k8s_gpu_taint: str = "nvidia.com/gpu"
@@ -82,18 +84,26 @@ class Settings:
     metrics_landmarks: str = "cleaned"
     overlay_max_resolution: int = 720
     pose_range_frames: int = 9000
+    pose_service_idle_s: float = 300.0
     quality: QualityThresholds = field(default_factory=QualityThresholds)
-    sensor_interval_s: int = 15
+    sensor_interval_s: int = 5
     scan_max_pages: int = 20
     scan_page_size: int = 1000
     scan_max_new: int = 100
-    settle_s: float = 5.0
+    settle_s: float = 2.0
     quota_per_hour: int = 0
     retention_days: float = 30.0
     retention_mode: str = "delete"
     retention_dry_run: bool = False
     run_retention_days: float = 90.0
     presign_expiry_s: int = 86400
+
+    @property
+    def pose_service(self) -> PoseService | None:
+        """The warm pose service shared by runs on this machine; none in pods, which each run one step."""
+        if self.executor == "k8s" or self.pose_service_idle_s <= 0:
+            return None
+        return PoseService(self.home, self.pose_service_idle_s)
 
     @property
     def model_cache_dir(self) -> Path:
@@ -109,7 +119,7 @@ class Settings:
                 f"BODYSCRIPT_MODEL={variant!r} is not a pose model; choose one of {', '.join(MODEL_VARIANTS)}"
             )
         spec = MODEL_VARIANTS[variant]
-        executor = (env.get("BODYSCRIPT_EXECUTOR") or "multiprocess").strip().lower()
+        executor = (env.get("BODYSCRIPT_EXECUTOR") or "in_process").strip().lower()
         if executor not in EXECUTORS:
             raise BodyscriptError(f"BODYSCRIPT_EXECUTOR={executor!r}: choose one of {', '.join(EXECUTORS)}")
         delegate = (env.get("BODYSCRIPT_POSE_DELEGATE") or "cpu").strip().lower()
@@ -153,17 +163,18 @@ class Settings:
             metrics_landmarks=metrics_landmarks,
             overlay_max_resolution=max(0, int(_number(env, "BODYSCRIPT_OVERLAY_MAX_RESOLUTION", 720))),
             pose_range_frames=max(1, int(_number(env, "BODYSCRIPT_POSE_RANGE_FRAMES", 9000))),
+            pose_service_idle_s=max(0.0, _number(env, "BODYSCRIPT_POSE_SERVICE_IDLE_S", 300.0)),
             quality=QualityThresholds(
                 min_detection_rate=_number(env, "BODYSCRIPT_QUALITY_MIN_DETECTION_RATE", 0.5),
                 min_visibility=_number(env, "BODYSCRIPT_QUALITY_MIN_VISIBILITY", 0.5),
                 max_jitter_px=_number(env, "BODYSCRIPT_QUALITY_MAX_JITTER_PX", 20.0),
                 max_filled=_number(env, "BODYSCRIPT_QUALITY_MAX_FILLED", 0.25),
             ),
-            sensor_interval_s=int(_number(env, "BODYSCRIPT_SENSOR_INTERVAL_S", 15)),
+            sensor_interval_s=int(_number(env, "BODYSCRIPT_SENSOR_INTERVAL_S", 5)),
             scan_max_pages=int(_number(env, "BODYSCRIPT_SCAN_MAX_PAGES", 20)),
             scan_page_size=int(_number(env, "BODYSCRIPT_SCAN_PAGE_SIZE", 1000)),
             scan_max_new=int(_number(env, "BODYSCRIPT_SCAN_MAX_NEW", 100)),
-            settle_s=_number(env, "BODYSCRIPT_SETTLE_S", 5.0),
+            settle_s=_number(env, "BODYSCRIPT_SETTLE_S", 2.0),
             quota_per_hour=int(_number(env, "BODYSCRIPT_QUOTA_PER_HOUR", 0)),
             retention_days=_number(env, "BODYSCRIPT_RETENTION_DAYS", 30.0),
             retention_mode=mode,

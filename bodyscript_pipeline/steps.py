@@ -46,6 +46,7 @@ from bodyscript_pipeline.pose_chunks import (
     merge_chunks,
     run_chunk,
 )
+from bodyscript_pipeline.pose_service import PoseService
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
 from bodyscript_pipeline.sources import load_source
 from bodyscript_pipeline.validation import Limits, check_size
@@ -145,8 +146,10 @@ def estimate_landmarks(
     progress: Progress = _no_progress,
     options: PoseOptions | None = None,
     overlay: OverlayStyle | None = None,
+    service: PoseService | None = None,
 ) -> LandmarksResult:
-    """Run the pose model on every frame, in ``workers`` parallel frame ranges, and write the rows in frame
+    """Run the pose model on every frame, in ``workers`` parallel frame ranges (in the warm pose ``service``
+    where there is one), and write the rows in frame
     order with tracked person ids, streaming in bounded batches. With an ``overlay`` style, the workers draw
     the overlay of their ranges too (each frame decoded once for both); the segments drawn with the final
     person ids are kept in the lake for the overlay step, which draws only the rest again."""
@@ -162,7 +165,7 @@ def estimate_landmarks(
     ):
         storage.delete_tree(lake.overlay_segments)
         run = estimate_in_chunks(
-            video, probe, index, model.path, workers, Path(workdir), out, progress, options, overlay
+            video, probe, index, model.path, workers, Path(workdir), out, progress, options, overlay, service
         )
         return _finish_landmarks(lake, out, run, time.perf_counter() - started, overlay)
 

@@ -6,6 +6,7 @@ S3 credentials and endpoint come from the standard ``AWS_*`` variables and ``AWS
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -18,12 +19,34 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+S3_MAX_ATTEMPTS = 5
+
+
+def s3_endpoint_url() -> str | None:
+    """The S3 endpoint of MinIO or another S3-compatible store (``AWS_ENDPOINT_URL[_S3]``); None for AWS."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def s3_region() -> str | None:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+
+
+@functools.cache
+def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
+    """A boto3 S3 client, created once per process and endpoint (building one costs tenths of a second);
+    boto3 is imported only here, so processes that never touch S3 never load it."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"}, signature_version="s3v4")
+    return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem for a URI and the path inside it."""
     options: dict[str, Any] = {}
     if uri.startswith("s3://"):
-        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        endpoint = s3_endpoint_url()
         if endpoint:
             options["endpoint_url"] = endpoint
         options["default_block_size"] = 8 << 20

@@ -140,8 +140,8 @@ def probe_video(path: Path, limits: Limits | None = None) -> tuple[Probe, FrameI
     if demuxed is None:
         index, rotation, decode_error = _decoded_index(path, limits)
     else:
-        index, decode_error = _decodable_prefix(path, demuxed)
-        index, rotation = _decodable_head(path, index)
+        index, decode_error, from_start = _decodable_prefix(path, demuxed)
+        index, rotation = _decodable_head(path, index, from_start)
     pts = index.pts
     intervals = np.diff(np.asarray(pts, dtype=np.int64))
     if len(intervals):
@@ -210,10 +210,24 @@ def _demuxed_index(
     return _strictly_increasing(pairs)
 
 
-def _decodable_prefix(path: Path, index: FrameIndex) -> tuple[FrameIndex, str | None]:
-    """The index up to the first frame that does not decode, found by decoding from the last keyframe on."""
+@dataclass(frozen=True)
+class Decoded:
+    """What decoding from the first frame on gave: each decoded frame's pts in order, the first's rotation,
+    and the error that ended it, if any."""
+
+    pts: list[int]
+    rotation: int
+    error: str | None
+
+
+def _decodable_prefix(path: Path, index: FrameIndex) -> tuple[FrameIndex, str | None, Decoded | None]:
+    """The index up to the first frame that does not decode, found by decoding from the last keyframe on.
+    A video of one group of pictures (most short clips) is decoded from its start, which also answers
+    :func:`_decodable_head`: returned, so it is not decoded twice."""
     last_key = max((i for i, key in enumerate(index.keyframe) if key), default=0)
-    decoded: set[int] = set()
+    order: list[int] = []
+    rotation = 0
+    first = not last_key
     error: str | None = None
     container = _open(path)
     try:
@@ -223,42 +237,58 @@ def _decodable_prefix(path: Path, index: FrameIndex) -> tuple[FrameIndex, str | 
             container.seek(index.pts[last_key], stream=stream, backward=True, any_frame=False)
         try:
             for frame in container.decode(stream):
+                if first:
+                    rotation, first = normalize_rotation(frame.rotation), False
                 if frame.pts is not None:
-                    decoded.add(frame.pts)
+                    order.append(frame.pts)
         except av.FFmpegError as exc:
             error = _reason(exc)
     finally:
         container.close()
+    decoded = set(order)
+    from_start = None if last_key else Decoded(order, rotation, error)
     missing = next((i for i in range(last_key, len(index)) if index.pts[i] not in decoded), None)
     if missing is None:
-        return index, None
+        return index, None, from_start
     if missing == 0:
         raise VideoError(f"{path.name}: no decodable video frame ({error or 'nothing decoded'})")
     kept = FrameIndex(index.pts[:missing], index.keyframe[:missing])
-    return kept, f"decoding stopped after frame {missing - 1}: {error or 'later frames did not decode'}"
+    return kept, f"decoding stopped after frame {missing - 1}: {error or 'later frames did not decode'}", from_start
 
 
-def _decodable_head(path: Path, index: FrameIndex, most: int = 300) -> tuple[FrameIndex, int]:
+def _decodable_head(
+    path: Path, index: FrameIndex, from_start: Decoded | None = None, most: int = 300
+) -> tuple[FrameIndex, int]:
     """The index without leading frames that do not decode (pictures referring to frames before the start),
-    found by decoding the first group of pictures (at most ``most`` frames); and the first frame's rotation."""
+    found by decoding the first group of pictures (at most ``most`` frames), unless ``from_start`` already
+    did; and the first frame's rotation."""
     second_key = next((i for i, key in enumerate(index.keyframe) if key and i), len(index))
     head = min(second_key, most)
     decoded: set[int] = set()
     rotation = 0
-    container = _open(path)
-    try:
-        for frame in container.decode(container.streams.video[0]):
-            if not decoded:
-                rotation = normalize_rotation(frame.rotation)
-            if frame.pts is not None:
-                decoded.add(frame.pts)
+    if from_start is not None:
+        for pts in from_start.pts:
+            decoded.add(pts)
             if len(decoded) >= head:
                 break
-    except av.FFmpegError as exc:
-        if not decoded:
-            raise VideoError(f"{path.name}: no decodable video frame ({_reason(exc)})") from None
-    finally:
-        container.close()
+        rotation = from_start.rotation
+        if not decoded and from_start.error:
+            raise VideoError(f"{path.name}: no decodable video frame ({from_start.error})")
+    else:
+        container = _open(path)
+        try:
+            for frame in container.decode(container.streams.video[0]):
+                if not decoded:
+                    rotation = normalize_rotation(frame.rotation)
+                if frame.pts is not None:
+                    decoded.add(frame.pts)
+                if len(decoded) >= head:
+                    break
+        except av.FFmpegError as exc:
+            if not decoded:
+                raise VideoError(f"{path.name}: no decodable video frame ({_reason(exc)})") from None
+        finally:
+            container.close()
     if not decoded:
         raise VideoError(f"{path.name}: no decodable video frame")
     last = max(decoded)

@@ -7,34 +7,20 @@ standard ``AWS_*`` variables or the pod's mounted identity.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
+from pathlib import Path
 from typing import Any
 
-import boto3
 import dagster as dg
-from botocore.config import Config
-from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
+from bodyscript_pipeline import storage
 from bodyscript_pipeline.cleaning import CleaningOptions
 from bodyscript_pipeline.model import ModelFile, ensure_model
 from bodyscript_pipeline.overlay_video import OverlayStyle
 from bodyscript_pipeline.pose import PoseOptions
+from bodyscript_pipeline.pose_service import PoseService
 from bodyscript_pipeline.quality import QualityThresholds
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.validation import Limits
-
-
-@functools.cache
-def _cached_client(endpoint_url: str | None, region_name: str | None, max_attempts: int) -> Any:
-    return S3Resource(endpoint_url=endpoint_url, region_name=region_name, max_attempts=max_attempts).get_client()
-
-
-def s3_resource_from_env() -> S3Resource:
-    return S3Resource(
-        endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None,
-        region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None,
-    )
 
 
 def step_io_manager(settings: Settings) -> dg.ConfigurableIOManager | None:
@@ -42,9 +28,14 @@ def step_io_manager(settings: Settings) -> dg.ConfigurableIOManager | None:
     bucket. ``None`` keeps Dagster's default (files under ``DAGSTER_HOME``), which every local step shares."""
     if settings.executor != "k8s" or not settings.lake_uri.startswith("s3://"):
         return None
+    # dagster_aws costs more than half a second to import: only the k8s code location on S3 pays for it.
+    from dagster_aws.s3 import S3PickleIOManager, S3Resource
+
     bucket, _, prefix = settings.lake_uri.removeprefix("s3://").partition("/")
     return S3PickleIOManager(
-        s3_resource=s3_resource_from_env(), s3_bucket=bucket, s3_prefix=f"{prefix.strip('/')}/dagster-io".lstrip("/")
+        s3_resource=S3Resource(endpoint_url=storage.s3_endpoint_url(), region_name=storage.s3_region()),
+        s3_bucket=bucket,
+        s3_prefix=f"{prefix.strip('/')}/dagster-io".lstrip("/"),
     )
 
 
@@ -75,11 +66,11 @@ class PipelineResource(dg.ConfigurableResource):
     metrics_landmarks: str = "cleaned"
     overlay_max_resolution: int = 720
     pose_range_frames: int = 9000
+    pose_service_idle_s: float = 0.0
     quality_min_detection_rate: float = 0.5
     quality_min_visibility: float = 0.5
     quality_max_jitter_px: float = 20.0
     quality_max_filled: float = 0.25
-    s3: S3Resource
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineResource:
@@ -108,11 +99,11 @@ class PipelineResource(dg.ConfigurableResource):
             metrics_landmarks=settings.metrics_landmarks,
             overlay_max_resolution=settings.overlay_max_resolution,
             pose_range_frames=settings.pose_range_frames,
+            pose_service_idle_s=settings.pose_service.idle_s if settings.pose_service else 0.0,
             quality_min_detection_rate=settings.quality.min_detection_rate,
             quality_min_visibility=settings.quality.min_visibility,
             quality_max_jitter_px=settings.quality.max_jitter_px,
             quality_max_filled=settings.quality.max_filled,
-            s3=s3_resource_from_env(),
         )
 
     def settings(self) -> Settings:
@@ -135,6 +126,10 @@ class PipelineResource(dg.ConfigurableResource):
     @property
     def pose_options(self) -> PoseOptions:
         return PoseOptions(self.num_poses, self.pose_tiles or None, self.pose_delegate, self.track_max_gap)
+
+    @property
+    def pose_service(self) -> PoseService | None:
+        return PoseService(Path(self.home), self.pose_service_idle_s) if self.pose_service_idle_s > 0 else None
 
     @property
     def overlay_style(self) -> OverlayStyle:
@@ -162,22 +157,15 @@ class PipelineResource(dg.ConfigurableResource):
         return ensure_model(self.settings())
 
     def s3_client(self) -> Any:
-        """The S3 client of this process, created once: building a boto3 client costs tenths of a second, which
-        would otherwise be paid by every sensor tick and every step."""
-        return _cached_client(self.s3.endpoint_url, self.s3.region_name, self.s3.max_attempts)
+        """The S3 client of this process, created once (see ``storage.s3_client``)."""
+        return storage.s3_client(storage.s3_endpoint_url(), storage.s3_region())
 
     def download_link(self, uri: str) -> str | None:
         """A presigned, expiring HTTPS link for an ``s3://`` object; None for local files."""
         if not uri.startswith("s3://"):
             return None
         bucket, _, key = uri.removeprefix("s3://").partition("/")
-        # Signature V4: what MinIO and every current S3 region accept, with an explicit expiry.
-        client = boto3.client(
-            "s3",
-            endpoint_url=self.s3.endpoint_url,
-            region_name=self.s3.region_name,
-            config=Config(signature_version="s3v4"),
-        )
-        return client.generate_presigned_url(
+        # Signature V4 (the client's): what MinIO and every current S3 region accept, with an explicit expiry.
+        return self.s3_client().generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=self.presign_expiry_s
         )

@@ -33,7 +33,7 @@ def build_automation(settings: Settings) -> Automation:
         FLEET_AUTOMATION_SENSOR,
         target=[fleet_summary],
         default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=60,  # a rebuild is a run: a burst of drops should not pay for one every 30 s
     )
     return Automation(
         sensors=[build_drop_zone_sensor(settings), build_source_cleanup_sensor(settings), fleet_sensor],

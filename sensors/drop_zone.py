@@ -7,6 +7,7 @@ import time
 import dagster as dg
 
 from assets import process_video_job, source_video, videos_partitions
+from bodyscript_pipeline import pose_service
 from bodyscript_pipeline.drop_scan import ScanState, scan
 from bodyscript_pipeline.drop_zone import lister_for
 from bodyscript_pipeline.partition_keys import partition_key_for
@@ -46,6 +47,10 @@ def build_drop_zone_sensor(settings: Settings) -> dg.SensorDefinition:
             quota_per_hour=settings.quota_per_hour,
         )
         context.log.info(result.describe())
+        service = pipeline.pose_service
+        if (result.new or result.settling) and service is not None:
+            # Warm the pose service while the runs are queued and start (a no-op when it is running).
+            pose_service.start(service.home, service.idle_s)
         keys: list[str] = []
         runs: list[dg.RunRequest] = []
         events: list[dg.AssetObservation] = []

@@ -43,6 +43,8 @@ def bodyscript_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model_sourc
     # Most tests feed generated or tiny clips where the model finds few people or none; the quality gate has
     # its own tests (test_bad_input's nobody-in-view test, test_cleaned_layer) and is opened here for the rest.
     monkeypatch.setenv("BODYSCRIPT_QUALITY_MIN_DETECTION_RATE", "0")
+    # Every test has its own home, so its own warm pose service: let each go soon after its test.
+    monkeypatch.setenv("BODYSCRIPT_POSE_SERVICE_IDLE_S", "20")
     for name in ("BODYSCRIPT_LAKE_URI", "BODYSCRIPT_DROP_URI", "BODYSCRIPT_MODEL", "BODYSCRIPT_MODEL_SHA256"):
         monkeypatch.delenv(name, raising=False)
     return Settings.from_env()

@@ -33,7 +33,11 @@ class DemoRun:
         return path
 
     def metadata(self, asset: str) -> dict:
-        (event,) = self.result.asset_materializations_for_node(asset)
+        (event,) = [
+            e.materialization
+            for e in self.result.get_asset_materialization_events()
+            if e.asset_key == dg.AssetKey(asset)
+        ]
         return {k: v.value for k, v in event.metadata.items()}
 
 

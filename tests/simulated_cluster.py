@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import kubernetes
 from kubernetes.client import V1Job, V1JobStatus, V1ObjectMeta
 
@@ -84,3 +88,67 @@ class SimulatedCluster:
     def wait(self) -> None:
         for job in self.jobs.values():
             job.process.wait(timeout=600)
+
+    def steps(self) -> list[str]:
+        """The step of each Job started, in order (``derived``, ``pose``, ``infer_pose_range``...)."""
+        names = []
+        for job in self.jobs.values():
+            label = job.body.metadata.labels["dagster/op"]  # e.g. video_graph.infer_pose_range-frames_6_12
+            names.append(label.rpartition(".")[2].partition("-")[0])
+        return names
+
+
+def process_video_on_k8s() -> dg.JobDefinition:
+    """Reconstructable in each step's process: the definitions with BODYSCRIPT_EXECUTOR=k8s."""
+    from bodyscript_pipeline.definitions import PROCESS_VIDEO_JOB, build_definitions
+    from bodyscript_pipeline.settings import Settings
+
+    return build_definitions(Settings.from_env()).resolve_job_def(PROCESS_VIDEO_JOB)
+
+
+@contextmanager
+def simulated_k8s(workdir: Path, dagster_home: Path) -> Iterator[tuple[SimulatedCluster, dg.DagsterInstance, Path]]:
+    """A simulated cluster behind dagster-k8s's client, and an instance whose run launcher targets it.
+    The caller sets BODYSCRIPT_EXECUTOR=k8s. Yields the cluster, the instance and the kubeconfig."""
+    from dagster_k8s import client as k8s_client
+
+    kubeconfig = workdir / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    cluster = SimulatedCluster(workdir)
+    original = k8s_client.DagsterKubernetesClient.production_client
+    k8s_client.DagsterKubernetesClient.production_client = staticmethod(  # type: ignore[method-assign]
+        lambda batch_api_override=None, core_api_override=None: k8s_client.DagsterKubernetesClient(
+            cluster, cluster, print, lambda _: None, time.time
+        )
+    )
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    (dagster_home / "dagster.yaml").write_text(
+        f"""
+run_launcher:
+  module: dagster_k8s
+  class: K8sRunLauncher
+  config:
+    service_account_name: bodyscript-dagster
+    job_image: registry.example.com/bodyscript:1.0
+    dagster_home: {dagster_home}
+    instance_config_map: dagster-instance
+    load_incluster_config: false
+    kubeconfig_file: {kubeconfig}
+    job_namespace: bodyscript
+"""
+    )
+    try:
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            yield cluster, instance, kubeconfig
+    finally:
+        k8s_client.DagsterKubernetesClient.production_client = original  # type: ignore[method-assign]
+
+
+def run_partition(instance: dg.DagsterInstance, kubeconfig: Path, partition: str) -> dg.ExecutionResult:
+    """The product's process_video job for one partition, through the real k8s_job_executor."""
+    return dg.execute_job(
+        dg.reconstructable(process_video_on_k8s),
+        instance=instance,
+        tags={"dagster/partition": partition},
+        run_config={"execution": {"config": {"load_incluster_config": False, "kubeconfig_file": str(kubeconfig)}}},
+    )

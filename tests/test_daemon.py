@@ -153,6 +153,56 @@ def test_daemon_killed_mid_burst_loses_nothing_and_duplicates_nothing(
             os.killpg(daemon.pid, signal.SIGTERM)
             daemon.wait(timeout=30)
         runs = instance.get_runs()
+    # A run the crash caught mid-launch is failed by run monitoring and retried once (dagster.yaml's
+    # run_retries): a retry carries its parent's id; every other run is the sensor's, one per object.
+    requested = [r for r in runs if "dagster/parent_run_id" not in r.tags]
+    retries = [r for r in runs if "dagster/parent_run_id" in r.tags]
     keys = sorted(partition_key_for(f"burst/{name}") for name in names)
-    assert sorted(r.tags["dagster/partition"] for r in runs) == keys, "one run per object, none lost or doubled"
-    assert len({r.tags["dagster/run_key"] for r in runs}) == len(names)
+    assert sorted(r.tags["dagster/partition"] for r in requested) == keys, "one run per object, none lost or doubled"
+    assert len({r.tags["dagster/run_key"] for r in requested}) == len(names)
+    assert {r.tags["dagster/parent_run_id"] for r in retries} <= {r.run_id for r in requested}
+    assert len(retries) <= 1, "only a run the crash caught is retried"
+
+
+def test_burst_with_a_broken_video_fails_it_alone(
+    daemon: dg.DagsterInstance, bodyscript_home: Settings, demo_video: Path, tmp_path: Path
+) -> None:
+    """Three videos dropped at once, one of them not a video: its run fails with its own one-line reason; the
+    two others succeed, each asset materialized on its own partition, with progress per asset in the run's
+    log (what the UI and `bodyscript process` show)."""
+    drop = Path(bodyscript_home.drop_uri.removeprefix("file://")) / "burst"
+    drop.mkdir(parents=True)
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", CLIP_FRAMES, size=(442, 248))
+    (tmp_path / "broken.mp4").write_bytes(b"these bytes are not a video\n")
+    for name, source in (("good-1.mp4", clip), ("broken.mp4", tmp_path / "broken.mp4"), ("good-2.mp4", clip)):
+        shutil.copyfile(source, drop / name)
+    keys = {name: partition_key_for(f"burst/{name}") for name in ("good-1.mp4", "broken.mp4", "good-2.mp4")}
+
+    def runs() -> dict[str, dg.DagsterRun]:
+        return {r.tags["dagster/partition"]: r for r in daemon.get_runs() if "dagster/partition" in r.tags}
+
+    wait_for(lambda: len(runs()) == 3 and all(r.is_finished for r in runs().values()), 300, "the burst's runs")
+    finished = runs()
+    assert finished[keys["broken.mp4"]].status == dg.DagsterRunStatus.FAILURE
+    failures = [
+        e.dagster_event.step_failure_data
+        for e in daemon.all_logs(finished[keys["broken.mp4"]].run_id)
+        if e.is_dagster_event and e.dagster_event.is_step_failure
+    ]
+    (user,) = [f.user_failure_data for f in failures if f.user_failure_data]
+    assert user.description.startswith("broken.mp4: ") and "\n" not in user.description, user.description
+    assert user.metadata["asset"].value == "frames"
+    for name in ("good-1.mp4", "good-2.mp4"):
+        run = finished[keys[name]]
+        assert run.status == dg.DagsterRunStatus.SUCCESS, name
+        for asset in ("frames", "landmarks", "overlays", "clean_landmarks", "metrics", "exports"):
+            records = daemon.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[keys[name]]), limit=5
+            ).records
+            assert [r.run_id for r in records] == [run.run_id], (name, asset)
+        progress = {
+            e.user_message.rpartition("(")[2].rstrip(")")
+            for e in daemon.all_logs(run.run_id)
+            if e.user_message.startswith("progress: ")
+        }
+        assert progress == {"landmarks", "overlays"}, progress

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -10,7 +12,8 @@ import dagster as dg
 import pytest
 
 from assets import videos_partitions
-from bodyscript_pipeline.drop_scan import ScanState
+from bodyscript_pipeline.drop_scan import RELIST_SECONDS, ScanState, scan
+from bodyscript_pipeline.drop_zone import lister_for
 from bodyscript_pipeline.settings import Settings
 from tests.s3_server import S3Server
 from tests.sensor_harness import DROP_BUCKET, SensorHarness, harness_for
@@ -135,3 +138,40 @@ def test_per_prefix_hourly_quota(bodyscript_home: Settings, s3: S3Server, monkey
         later = harness.tick()
         assert sorted(r.partition_key.split("-")[1] for r in later.run_requests) == ["a"] * 4
         assert len(set(harness.run_keys)) == 17
+
+
+def test_local_file_is_taken_once_two_listings_agree(tmp_path: Path) -> None:
+    """A fresh local file waits while it changes, is taken at the next listing that shows it unchanged, and
+    a file older than the settle time is taken at once; the young-file memory survives the cursor."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    lister = lister_for(f"file://{drop}")
+    clip = drop / "clip.mp4"
+    clip.write_bytes(b"first part")
+    now = time.time()
+
+    def tick(state: ScanState, at: float) -> tuple[ScanState, int, int]:
+        result = scan(lister, ScanState.decode(state.encode()), max_pages=5, max_new=5, settle_seconds=60, now=at)
+        return result.state, len(result.new), result.settling
+
+    state, new, settling = tick(ScanState(), now)
+    assert (new, settling) == (0, 1), "first seen moments after its last write: wait"
+    clip.write_bytes(b"first part, second part")  # still being copied: size and mtime move
+    state, new, settling = tick(state, now + 5)
+    assert (new, settling) == (0, 1), "changed since the last listing: still wait"
+    state, new, _ = tick(state, now + 5 + RELIST_SECONDS / 2)
+    assert new == 0, "two listings closer together than RELIST_SECONDS prove nothing"
+    state, new, _ = tick(state, now + 10)
+    assert new == 1, "unchanged across two listings: taken long before the 60 s settle time"
+    assert not state.young, "nothing left waiting"
+
+    old = drop / "old.mp4"
+    old.write_bytes(b"copied an hour ago")
+    os.utime(old, (now - 3600, now - 3600))
+    _, new, _ = tick(state, now + 11)
+    assert new == 1, "older than the settle time: taken at its first listing"
+
+
+def test_s3_objects_are_taken_at_their_first_listing(harness: SensorHarness) -> None:
+    harness.put("lab/fresh.mp4", b"complete once listed")
+    assert len(harness.tick().run_requests or []) == 1

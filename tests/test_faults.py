@@ -19,7 +19,7 @@ from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.sources import register_source
 from resources import PipelineResource
 from tests.flaky_proxy import flaky_proxy
-from tests.jobs_for_tests import process_video_multiprocess
+from tests.jobs_for_tests import process_video_from_env
 from tests.s3_server import S3Server
 from tests.sensor_harness import DROP_BUCKET, LAKE_BUCKET, harness_for
 from tests.video_factory import clip_of
@@ -44,20 +44,45 @@ def spawned_workers() -> list[int]:
     return found
 
 
+def service_workers(home: Path) -> list[int]:
+    """Pids of the range processes of the warm pose service of ``home``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+        except OSError:
+            continue
+        if b"bodyscript_pipeline.pose_service" in cmdline and str(home).encode() in cmdline:
+            found.append(entry.name)
+    children = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        if stat and stat.rsplit(")", 1)[1].split()[1] in found:
+            children.append(int(entry.name))
+    return children
+
+
+@pytest.mark.parametrize("where", ["spawned", "service"])
 def test_killed_pose_worker_is_retried_with_exact_coverage(
-    bodyscript_home: Settings, demo_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bodyscript_home: Settings, demo_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
+    """``kill -9`` of one of a video's two pose range processes, freshly spawned or forked by the warm pose
+    service: the step fails, its RetryPolicy runs it again, and every frame is there exactly once."""
     from bodyscript_pipeline import pose_chunks
 
     monkeypatch.setattr(pose_chunks, "MIN_CHUNK_FRAMES", 60)  # 230 frames -> two workers
     clip = clip_of(demo_video, tmp_path / "clip.mp4", 230)
-    settings = Settings.from_env({**os.environ, "BODYSCRIPT_POSE_WORKERS": "2"})
+    idle = "0" if where == "spawned" else "30"
+    settings = Settings.from_env({**os.environ, "BODYSCRIPT_POSE_WORKERS": "2", "BODYSCRIPT_POSE_SERVICE_IDLE_S": idle})
     killed: list[int] = []
 
     def kill_one_worker() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
-            workers = spawned_workers()
+            workers = spawned_workers() if where == "spawned" else service_workers(settings.home)
             if len(workers) == 2:
                 time.sleep(2.5)  # mid-inference, not at start-up
                 os.kill(workers[0], signal.SIGKILL)
@@ -79,7 +104,7 @@ def test_killed_pose_worker_is_retried_with_exact_coverage(
         assert killed, "a pose worker was killed"
         assert result.success
         retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-        assert [e.step_key for e in retried] == ["landmarks"]
+        assert [e.step_key for e in retried] == ["pose"]
     landmarks = pl.read_parquet(VideoLake(settings.lake_uri, "faulty").table_part("landmarks").removeprefix("file://"))
     assert sorted(landmarks["frame_index"].unique().to_list()) == list(range(230))
     per_frame = landmarks.group_by("frame_index").len()
@@ -89,10 +114,11 @@ def test_killed_pose_worker_is_retried_with_exact_coverage(
 def test_killed_step_process_is_retried_with_exact_coverage(
     bodyscript_home: Settings, demo_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``kill -9`` of the process running the ``landmarks`` step (multiprocess executor, one process per
-    step, as ``dagster dev`` and the daemon run them): the executor sees the crash, the step's RetryPolicy
-    runs it again, and the run succeeds with every frame exactly once."""
+    """``kill -9`` of the process running the ``pose`` step (multiprocess executor, one process per step):
+    the executor sees the crash, the step's RetryPolicy runs it again, and the run succeeds with every frame
+    exactly once."""
     monkeypatch.setenv("BODYSCRIPT_POSE_WORKERS", "1")
+    monkeypatch.setenv("BODYSCRIPT_EXECUTOR", "multiprocess")
     clip = clip_of(demo_video, tmp_path / "clip.mp4", 150, size=(884, 497))
     register_source(bodyscript_home.lake_uri, "killed-step", f"file://{clip}")
     killed: list[int] = []
@@ -103,7 +129,7 @@ def test_killed_step_process_is_retried_with_exact_coverage(
             runs = instance.get_runs(limit=1)
             if runs:
                 logs = instance.all_logs(runs[0].run_id)
-                started = any(e.step_key == "landmarks" and e.user_message.startswith("progress: ") and
+                started = any(e.step_key == "pose" and e.user_message.startswith("progress: ") and
                               not e.user_message.startswith("progress: 0/") for e in logs)  # fmt: skip
                 steps = spawned_workers()
                 if started and len(steps) == 1:  # only landmarks runs now: overlays and the rest wait for it
@@ -117,7 +143,7 @@ def test_killed_step_process_is_retried_with_exact_coverage(
         killer = threading.Thread(target=kill_landmarks_step, args=(instance,), daemon=True)
         killer.start()
         result = dg.execute_job(
-            dg.reconstructable(process_video_multiprocess),
+            dg.reconstructable(process_video_from_env),
             instance=instance,
             tags={"dagster/partition": "killed-step"},
         )
@@ -126,8 +152,8 @@ def test_killed_step_process_is_retried_with_exact_coverage(
     assert killed, "the landmarks step process was never seen"
     assert result.success
     retried = [e for e in events if e.is_step_up_for_retry]
-    assert [e.step_key for e in retried] == ["landmarks"]
-    crash = [e for e in events if e.is_engine_event and "child process for step landmarks" in (e.message or "")]
+    assert [e.step_key for e in retried] == ["pose"]
+    crash = [e for e in events if e.is_engine_event and "child process for step pose" in (e.message or "")]
     assert crash, "the executor reported the crash"
     lake = VideoLake(bodyscript_home.lake_uri, "killed-step")
     landmarks = pl.read_parquet(lake.table_part("landmarks").removeprefix("file://"))

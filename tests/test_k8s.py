@@ -17,12 +17,20 @@ from bodyscript_pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 K8S_VERSION = "1.30"
-ASSETS = ("frames", "landmarks", "overlays", "metrics", "fleet_summary")
+STEPS = ("pose", "infer_pose_range", "derived", "fleet_summary")
+GPU_STEPS = ("pose", "infer_pose_range")
+
+
+def step_op(defs: dg.Definitions, step: str) -> dg.OpDefinition:
+    if step == "fleet_summary":
+        return defs.resolve_assets_def(step).op
+    ops = {op.name: op for op in defs.resolve_job_def(PROCESS_VIDEO_JOB).graph.iterate_op_defs()}
+    return ops[step]
 
 
 def step_job(defs: dg.Definitions, asset: str) -> dict:
-    """The Job dagster-k8s would launch for this asset's step, as the API server would receive it."""
-    op = defs.resolve_assets_def(asset).op
+    """The Job dagster-k8s would launch for this step, as the API server would receive it."""
+    op = step_op(defs, asset)
     job = construct_dagster_k8s_job(
         job_config=DagsterK8sJobConfig(
             job_image="registry.example.com/bodyscript:1.0",
@@ -39,10 +47,10 @@ def step_job(defs: dg.Definitions, asset: str) -> dict:
 
 @pytest.fixture
 def defs(tmp_path: Path) -> dg.Definitions:
-    return build_definitions(Settings.from_env({"BODYSCRIPT_HOME": str(tmp_path)}))
+    return build_definitions(Settings.from_env({"BODYSCRIPT_HOME": str(tmp_path), "BODYSCRIPT_EXECUTOR": "k8s"}))
 
 
-@pytest.mark.parametrize("asset", ASSETS)
+@pytest.mark.parametrize("asset", STEPS)
 def test_step_jobs_place_pose_on_gpu_and_the_rest_on_cpu(defs: dg.Definitions, asset: str) -> None:
     job = step_job(defs, asset)
     kubernetes_validate.validate({"apiVersion": "batch/v1", "kind": "Job", **job}, K8S_VERSION, strict=True)
@@ -52,7 +60,7 @@ def test_step_jobs_place_pose_on_gpu_and_the_rest_on_cpu(defs: dg.Definitions, a
     requests = container["resources"]["requests"]
     assert {"cpu", "memory"} <= limits.keys() and {"cpu", "memory"} <= requests.keys()
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
-    if asset == "landmarks":
+    if asset in GPU_STEPS:
         assert str(limits[GPU_RESOURCE]) == str(requests[GPU_RESOURCE]) == "1"
         assert pod["nodeSelector"] == {"bodyscript.io/pool": "gpu"}
         assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
@@ -83,10 +91,10 @@ def test_pools_and_taint_are_settings(tmp_path: Path) -> None:
             "BODYSCRIPT_K8S_GPU_TAINT": "gpu-only",
         }
     )
-    gpu = k8s_config("landmarks", settings)["pod_spec_config"]
+    gpu = k8s_config("pose", settings)["pod_spec_config"]
     assert gpu["node_selector"] == {"pool": "gpu-a10", "zone": "b"}
     assert gpu["tolerations"][0]["key"] == "gpu-only"
-    assert k8s_config("overlays", settings)["pod_spec_config"] == {"node_selector": {"pool": "general"}}
+    assert k8s_config("derived", settings)["pod_spec_config"] == {"node_selector": {"pool": "general"}}
 
 
 def test_deploy_manifests_are_valid_kubernetes() -> None:

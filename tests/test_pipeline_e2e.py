@@ -24,6 +24,34 @@ def test_every_asset_materializes(demo_run: DemoRun) -> None:
     assert keys == {"frames", "landmarks", "overlays", "clean_landmarks", "metrics", "exports"}
 
 
+def test_two_steps_materialize_every_asset_with_its_own_metadata_checks_and_data_version(demo_run: DemoRun) -> None:
+    """``pose`` and ``derived`` are the run's only steps, yet each asset gets one materialization of its own,
+    with its own metadata and data version, and the quality checks run on clean_landmarks."""
+    events = demo_run.result.all_events
+    assert sorted({e.step_key for e in events if e.is_step_success}) == ["derived", "pose"]
+    by_asset = {}
+    for event in demo_run.result.get_asset_materialization_events():
+        assert event.asset_key.to_user_string() not in by_asset, "one materialization per asset"
+        by_asset[event.asset_key.to_user_string()] = event.materialization
+    expected_steps = {"frames": "pose", "landmarks": "pose", "overlays": "derived", "clean_landmarks": "derived",
+                      "metrics": "derived", "exports": "derived"}  # fmt: skip
+    for event in demo_run.result.get_asset_materialization_events():
+        assert event.step_key == expected_steps[event.asset_key.to_user_string()]
+    for name, materialization in by_asset.items():
+        assert materialization.partition == demo_run.partition
+        assert materialization.tags.get("dagster/data_version"), f"{name} has a data version"
+        assert {"step_seconds", "bytes_stored", "estimated_cost"} <= materialization.metadata.keys(), name
+    assert by_asset["frames"].tags["dagster/data_version"] == demo_run.metadata("frames")["source_version"]
+    assert by_asset["frames"].metadata["frame_count"].value == DEMO_FRAMES
+    assert by_asset["landmarks"].metadata["frames"].value == DEMO_FRAMES
+    assert by_asset["overlays"].metadata["codec"].value == "h264"
+    assert by_asset["clean_landmarks"].metadata["quality"].value is not None
+    assert by_asset["metrics"].metadata["landmarks"].value == "cleaned"
+    checks = {c.check_name: c for c in demo_run.result.get_asset_check_evaluations()}
+    assert set(checks) == {"pose_detection", "pose_stability"}
+    assert all(c.asset_key.to_user_string() == "clean_landmarks" for c in checks.values())
+
+
 def test_cleaned_layer_quality_and_exports_on_the_real_clip(demo_run: DemoRun) -> None:
     checks = {c.check_name: c for c in demo_run.result.get_asset_check_evaluations()}
     assert checks["pose_detection"].passed, checks["pose_detection"].description
@@ -141,7 +169,7 @@ def test_metrics_tables(demo_run: DemoRun) -> None:
 
 def test_materializations_carry_code_versions_and_locations(demo_run: DemoRun) -> None:
     for asset in PROCESS_VIDEO_ASSETS:
-        assert asset.code_versions_by_key[asset.key] is not None
+        assert all(asset.code_versions_by_key[key] is not None for key in asset.keys)
     assert Path(demo_run.metadata("landmarks")["uri"]).is_file()
     assert Path(demo_run.metadata("overlays")["uri"]).is_file()
     assert Path(demo_run.metadata("metrics")["uri"]).is_file()

@@ -61,7 +61,11 @@ def test_drop_and_lake_on_s3(
         assert head["ETag"] == source_etag
 
         # Presigned, expiring links for the overlay: fetchable over HTTP without credentials.
-        (overlay_event,) = result.asset_materializations_for_node("overlays")
+        (overlay_event,) = [
+            e.materialization
+            for e in result.get_asset_materialization_events()
+            if e.asset_key == dg.AssetKey("overlays")
+        ]
         link = overlay_event.metadata["uri_download"].value
         assert link.startswith(s3.endpoint) and "X-Amz-Expires=86400" in link and "X-Amz-Signature=" in link
         with urllib.request.urlopen(link, timeout=10) as response:
