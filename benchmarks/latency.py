@@ -195,6 +195,7 @@ def k8s_pods(clip: Path, workdir: Path) -> dict[str, object]:
     from bodyscript_pipeline.sources import register_source
     from tests.simulated_cluster import run_partition, simulated_k8s
 
+    workdir.mkdir(parents=True, exist_ok=True)
     saved = dict(os.environ)
     os.environ.update({"BODYSCRIPT_EXECUTOR": "k8s", "BODYSCRIPT_HOME": str(workdir / "home")})
     os.environ.pop("DAGSTER_HOME", None)
@@ -218,6 +219,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", type=int, default=20, help="clips in the burst (a multiple of 4)")
     parser.add_argument("--long", type=float, default=60, help="seconds of the long clip")
+    parser.add_argument("--drops", type=int, default=3, help="single drops, one after another (median shown)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("long", "drop", "burst", "k8s"))
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}; clip source: {SHARED_CLIP.name}")
@@ -253,10 +255,14 @@ def main() -> None:
             try:
                 dev.wait_for_sensor()
                 if "drop" not in args.skip:
-                    d = dev.drop_and_wait({"single.mp4": short})
-                    print("-- `dagster dev` running: one clip copied into the drop folder")
+                    drops = [dev.drop_and_wait({f"single-{k}.mp4": short}) for k in range(args.drops)]
+                    d = sorted(drops, key=lambda row: row["seconds"])[(len(drops) - 1) // 2]
+                    every = ", ".join(f"{row['seconds']:.1f} s" for row in drops)
+                    print(f"-- `dagster dev` running: one clip copied into the drop folder ({len(drops)} times, one "
+                          f"after another; the median)")  # fmt: skip
                     print(f"   drop            {d['seconds']:6.1f} s  bare + {d['seconds'] - b['wall']:.1f} s  "
-                          f"cores busy {d['cpu']:4.0%}  peak RSS {d['rss']:4.0f} MB")  # fmt: skip
+                          f"cores busy {d['cpu']:4.0%}  peak RSS {d['rss']:4.0f} MB  "
+                          f"all: {every}")  # fmt: skip
                 if "burst" not in args.skip:
                     copies = max(1, args.burst // len(clips))
                     burst = {f"{name}-{k}.mp4": clip for name, clip in clips.items() for k in range(copies)}

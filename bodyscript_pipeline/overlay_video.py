@@ -11,6 +11,8 @@ equal the merged video's is kept as it is, any other range is drawn again from t
 from __future__ import annotations
 
 import json
+import queue
+import threading
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -21,6 +23,8 @@ import numpy as np
 
 from bodyscript_pipeline.drawing import draw_skeletons_yuv420p
 from bodyscript_pipeline.video_io import H264Writer, Probe
+
+BACKGROUND_FRAMES = 8  # decoded frames waiting for a background encoder at most: memory stays bounded
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,13 @@ class OverlayEncoder:
     :func:`join_segments` puts each segment back in its place."""
 
     def __init__(
-        self, path: Path, probe: Probe, style: OverlayStyle, first_pts: int | None = None, threads: int = 0
+        self,
+        path: Path,
+        probe: Probe,
+        style: OverlayStyle,
+        first_pts: int | None = None,
+        threads: int = 0,
+        background: bool = False,
     ) -> None:
         self.width, self.height = overlay_size(probe.width, probe.height, style.max_resolution)
         self._rotation = probe.rotation
@@ -81,10 +91,35 @@ class OverlayEncoder:
         self._min_visibility = style.min_visibility
         self._label_people = style.label_people
         self._writer = H264Writer(path, self.width, self.height, probe.time_base, probe.fps, threads=threads)
+        # With ``background``, frames are drawn and encoded by a thread of their own, beside whatever the
+        # caller does next (pose inference of the next frame): OpenCV and x264 work without the GIL.
+        self._queue: queue.Queue[tuple[av.VideoFrame, int, np.ndarray, np.ndarray] | None] | None = None
+        self._failure: BaseException | None = None
+        if background:
+            self._queue = queue.Queue(maxsize=BACKGROUND_FRAMES)
+            self._thread = threading.Thread(target=self._drain, name="overlay-encoder", daemon=True)
+            self._thread.start()
 
     def add(self, frame: av.VideoFrame, pts: int, people: np.ndarray, ids: np.ndarray) -> None:
         """Draw ``people`` ((persons, 33, 3) of normalized x, y, visibility) on ``frame``, labelled with
         their ``ids`` where the style says so, and encode it."""
+        if self._queue is None:
+            self._draw(frame, pts, people, ids)
+            return
+        if self._failure is not None:
+            raise self._failure
+        self._queue.put((frame, pts, people, ids))
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while (item := self._queue.get()) is not None:
+            if self._failure is None:
+                try:
+                    self._draw(*item)
+                except BaseException as exc:  # handed to the caller by add() or close()
+                    self._failure = exc
+
+    def _draw(self, frame: av.VideoFrame, pts: int, people: np.ndarray, ids: np.ndarray) -> None:
         planes = rotate_yuv420p(self._scaled_planes(frame), self._rotation)
         draw_skeletons_yuv420p(planes, people, self._min_visibility, ids if self._label_people else None)
         self._writer.write_yuv420p(planes, pts - self._start_pts)
@@ -106,7 +141,13 @@ class OverlayEncoder:
         return out
 
     def close(self) -> None:
+        if self._queue is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
         self._writer.close()
+        if self._failure is not None:
+            raise self._failure
 
     def __enter__(self) -> OverlayEncoder:
         return self

@@ -15,6 +15,7 @@ step.
 from __future__ import annotations
 
 import ctypes
+import logging
 import multiprocessing
 import signal
 import sys
@@ -43,6 +44,7 @@ WARMUP_FRAMES = 30
 MIN_CHUNK_FRAMES = 150  # below this a process's start-up (about a second) outweighs what it saves
 BATCH_FRAMES = 1024  # frames per Parquet row group: bounded memory, good compression
 PROGRESS_EVERY = 16
+BACKGROUND_DRAWING = True  # the overlay drawn and encoded beside inference, by a thread of the worker
 
 PR_SET_PDEATHSIG = 1  # prctl(2)
 _report: Callable[[int], None] | None = None  # where a worker process reports frames done
@@ -142,7 +144,11 @@ def run_chunk(
     segment = out.with_suffix(".mp4") if overlay else None
     first_pts = index.pts[chunk.start]
     # One encoder thread: the chunks' processes already keep every core busy.
-    drawing = OverlayEncoder(segment, probe, overlay, first_pts, threads=1) if segment and overlay else nullcontext()
+    drawing = (
+        OverlayEncoder(segment, probe, overlay, first_pts, threads=1, background=BACKGROUND_DRAWING)
+        if segment and overlay
+        else nullcontext()
+    )
     with estimator, table_writer("landmarks", f"file://{out}") as writer, drawing as drawn:
         parts: list[dict[str, list[object]]] = []
         for frame_index, pts, frame in iter_decoded(video, index, chunk.warmup_start, chunk.stop):
@@ -281,10 +287,15 @@ class VideoRanges:
     def run(
         self, chunks: list[Chunk], paths: list[Path], progress: Callable[[int, int], None], service: PoseService | None
     ) -> list[ChunkResult]:
-        """In freshly spawned worker processes, or in the warm pose ``service``'s."""
-        if service is None:
-            return self._spawned(chunks, paths, progress)
-        return self._in_service(chunks, paths, progress, service)
+        """In the warm pose ``service``'s processes, or freshly spawned ones (no service, or it did not start)."""
+        from bodyscript_pipeline.pose_service import ServiceUnavailable
+
+        if service is not None:
+            try:
+                return self._in_service(chunks, paths, progress, service)
+            except ServiceUnavailable as exc:
+                logging.getLogger("bodyscript").warning(f"{exc}; starting pose workers for this video instead")
+        return self._spawned(chunks, paths, progress)
 
     def _spawned(
         self, chunks: list[Chunk], paths: list[Path], progress: Callable[[int, int], None]

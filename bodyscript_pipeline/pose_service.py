@@ -46,6 +46,10 @@ class ServiceError(RuntimeError):
     """The service could not run a range (it crashed or went away): a transient fault, retried by the step."""
 
 
+class ServiceUnavailable(ServiceError):
+    """The service did not start: the caller runs its ranges in workers of its own instead."""
+
+
 def code_digest() -> str:
     digest = hashlib.sha256()
     for path in sorted(PACKAGE.glob("*.py")):
@@ -93,11 +97,14 @@ def start(home: Path, idle_s: float) -> Path:
 
 def connect(home: Path, idle_s: float, timeout: float = START_TIMEOUT_S) -> socket.socket:
     """A connection to the service, started if need be."""
-    path = start(home, idle_s)
+    try:
+        path = start(home, idle_s)
+    except OSError as exc:
+        raise ServiceUnavailable(f"the pose service cannot start under {home}: {exc}") from exc
     deadline = time.monotonic() + timeout
     while (client := _connect(path)) is None:
         if time.monotonic() > deadline:
-            raise ServiceError(f"the pose service did not start within {timeout:.0f} s (see {path.parent})")
+            raise ServiceUnavailable(f"the pose service did not start within {timeout:.0f} s (see {path.parent})")
         time.sleep(0.05)
     return client
 

@@ -113,3 +113,27 @@ def test_overlay_ranges_reuse_only_matching_present_segments(tmp_path: Path) -> 
     ]  # fmt: skip
     assert _overlay_ranges(meta, OverlayStyle(480, 0.5), 150) == [(0, 150, None)]
     assert _overlay_ranges({}, style, 150) == [(0, 150, None)]
+
+
+def test_background_encoder_writes_the_same_video(tmp_path: Path) -> None:
+    """Drawing and encoding on the encoder's own thread (beside pose inference) changes nothing in the file,
+    and a failure there reaches the caller."""
+    source = pattern_video(tmp_path / "source.mp4", 96, 64, count=20)
+    probe, index = probe_video(source)
+    people = np.full((1, NUM_LANDMARKS, 3), 0.5, np.float32)
+    outputs = {}
+    for background in (False, True):
+        target = tmp_path / f"background-{background}.mp4"
+        with OverlayEncoder(target, probe, OverlayStyle(), threads=1, background=background) as encoder:
+            for _, pts, frame in iter_decoded(source, index, 0, len(index)):
+                encoder.add(frame, pts, people, np.zeros(1, np.uint16))
+        outputs[background] = target.read_bytes()
+    assert outputs[True] == outputs[False]
+
+    failing = OverlayEncoder(tmp_path / "failing.mp4", probe, OverlayStyle(), threads=1, background=True)
+    with pytest.raises(IndexError):  # the drawing's own error, raised by add() or at the latest by close()
+        try:
+            for _, pts, frame in iter_decoded(source, index, 0, 4):
+                failing.add(frame, pts, np.zeros((1, 5, 3), np.float32), NO_IDS)  # not 33 landmarks
+        finally:
+            failing.close()

@@ -85,3 +85,22 @@ def test_a_range_that_fails_reports_its_error(bodyscript_home: Settings, tmp_pat
     again = pose_service.connect(service.home, service.idle_s)
     again.close()
     assert len(service_pids(bodyscript_home.home)) == 1
+
+
+def test_without_a_service_the_ranges_run_in_spawned_workers(
+    bodyscript_home: Settings, demo_video: Path, tmp_path: Path
+) -> None:
+    """Where the service cannot start (here its run folder is taken by a file), the video still gets its
+    landmarks, from workers of its own."""
+    settings = bodyscript_home
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", 12, size=(442, 248))
+    register_source(settings.lake_uri, "fallback", f"file://{clip}")
+    steps.extract_frames(settings.lake_uri, "fallback")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / "run").write_text("not a folder")
+    result = steps.estimate_landmarks(
+        settings.lake_uri, "fallback", ensure_model(settings), service=PoseService(settings.home, idle_s=5)
+    )
+    assert result.frames == 12
+    assert landmarks_of(settings, "fallback")["frame_index"].unique().sort().to_list() == list(range(12))
+    assert not service_pids(settings.home)
