@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,6 +33,7 @@ from typing import Any
 
 PACKAGE = Path(__file__).resolve().parent
 START_TIMEOUT_S = 30.0
+MAX_SOCKET_PATH = 100  # bytes: AF_UNIX allows 107
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,13 @@ def code_digest() -> str:
 
 
 def socket_path(home: Path) -> Path:
-    return home / "run" / f"pose-{code_digest()}.sock"
+    """``$BODYSCRIPT_HOME/run/pose-<code>.sock``; under a deep home, where that would pass the length a Unix
+    socket path may have, the user's own folder in the temporary directory instead, named after the home."""
+    path = home / "run" / f"pose-{code_digest()}.sock"
+    if len(str(path)) <= MAX_SOCKET_PATH:
+        return path
+    named = hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"bodyscript-{os.getuid()}" / f"{named}-{path.name}"
 
 
 def _connect(path: Path) -> socket.socket | None:

@@ -104,3 +104,17 @@ def test_without_a_service_the_ranges_run_in_spawned_workers(
     assert result.frames == 12
     assert landmarks_of(settings, "fallback")["frame_index"].unique().sort().to_list() == list(range(12))
     assert not service_pids(settings.home)
+
+
+def test_a_deep_home_gets_a_socket_path_unix_allows(bodyscript_home: Settings, tmp_path: Path) -> None:
+    deep = tmp_path / ("a-long-folder-name-" * 6) / "home"
+    path = pose_service.socket_path(deep)
+    assert len(str(path)) <= pose_service.MAX_SOCKET_PATH
+    assert path != pose_service.socket_path(tmp_path / ("another-long-folder-" * 6) / "home")
+    client = pose_service.connect(deep, idle_s=3)
+    try:
+        pose_service.run_remote(client, {}, lambda frames: None)
+    except pose_service.ServiceError as exc:
+        assert "KeyError" in str(exc), "the service answered"
+    else:
+        raise AssertionError("an empty request must fail")
