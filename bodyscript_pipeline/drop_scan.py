@@ -83,9 +83,7 @@ class ScanState:
             raw[:KEY_BYTES]: (raw[KEY_BYTES:], float(at))
             for raw, at in ((bytes.fromhex(k), at) for k, at in data.get("young", {}).items())
         }
-        state = cls(after=data["after"], passes=int(data["passes"]), known=known, seen=seen, taken=taken)
-        state.young = young
-        return state
+        return cls(after=data["after"], passes=int(data["passes"]), known=known, seen=seen, taken=taken, young=young)
 
 
 @dataclass(frozen=True)

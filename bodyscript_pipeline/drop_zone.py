@@ -127,7 +127,7 @@ def lister_for(drop_uri: str, s3_client: Any | None = None, page_size: int = PAG
     if drop_uri.startswith("s3://"):
         bucket, _, prefix = drop_uri.removeprefix("s3://").partition("/")
         if s3_client is None:
-            s3_client = storage.s3_client(storage.s3_endpoint_url(), storage.s3_region())
+            s3_client = storage.s3_client()
         return S3DropLister(s3_client, bucket, prefix, page_size)
     local = storage.local_path(drop_uri)
     if local is None:

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +32,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from bodyscript_pipeline import pose_service
 from bodyscript_pipeline.overlay_video import OverlayEncoder, OverlayStyle
 from bodyscript_pipeline.parquet_io import TableWriter, table_writer, whole_frames
 from bodyscript_pipeline.pose import VISIBILITY, PoseEstimator, PoseOptions, X, Y, merge_columns, result_columns
-from bodyscript_pipeline.pose_service import PoseService
+from bodyscript_pipeline.pose_service import PoseService, ServiceUnavailable
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
 from bodyscript_pipeline.tracking import PersonTracker
 from bodyscript_pipeline.video_io import FrameIndex, Probe, iter_decoded, upright
@@ -173,7 +174,7 @@ def run_chunk(
 
 
 def run_request(request: dict[str, Any]) -> dict[str, Any]:
-    """``run_chunk`` from a pose service request (``pose_service.request_for``); the result as a record."""
+    """``run_chunk`` from a pose service request (``VideoRanges.request``); the result as a record."""
     overlay = request["overlay"]
     result = run_chunk(
         Path(request["video"]),
@@ -288,14 +289,25 @@ class VideoRanges:
         self, chunks: list[Chunk], paths: list[Path], progress: Callable[[int, int], None], service: PoseService | None
     ) -> list[ChunkResult]:
         """In the warm pose ``service``'s processes, or freshly spawned ones (no service, or it did not start)."""
-        from bodyscript_pipeline.pose_service import ServiceUnavailable
-
         if service is not None:
             try:
                 return self._in_service(chunks, paths, progress, service)
             except ServiceUnavailable as exc:
                 logging.getLogger("bodyscript").warning(f"{exc}; starting pose workers for this video instead")
         return self._spawned(chunks, paths, progress)
+
+    def request(self, chunk: Chunk, out: Path) -> dict[str, Any]:
+        """One range as a pose service request, in JSON (``run_request`` reads it back)."""
+        return {
+            "video": str(self.video),
+            "probe": self.probe.to_json(),
+            "index": {"pts": self.index.pts, "keyframe": self.index.keyframe},
+            "model": str(self.model_path),
+            "chunk": asdict(chunk),
+            "out": str(out),
+            "options": asdict(self.options),
+            "overlay": asdict(self.overlay) if self.overlay is not None else None,
+        }
 
     def _spawned(
         self, chunks: list[Chunk], paths: list[Path], progress: Callable[[int, int], None]
@@ -317,8 +329,6 @@ class VideoRanges:
         self, chunks: list[Chunk], paths: list[Path], progress: Callable[[int, int], None], service: PoseService
     ) -> list[ChunkResult]:
         """One connection per range, side by side."""
-        from bodyscript_pipeline import pose_service
-
         done = [0]
         lock = threading.Lock()
 
@@ -327,10 +337,8 @@ class VideoRanges:
                 done[0] += frames
 
         def one(chunk: Chunk, path: Path) -> ChunkResult:
-            request = pose_service.request_for(
-                self.video, self.probe, self.index, self.model_path, chunk, path, self.options, self.overlay
-            )
-            record = pose_service.run_remote(pose_service.connect(service.home, service.idle_s), request, add)
+            client = pose_service.connect(service.home, service.idle_s)
+            record = pose_service.run_remote(client, self.request(chunk, path), add)
             segment = record["segment"]
             return ChunkResult(chunk, path, record["frames"], record["detected"], record["delegate"],
                                record["fallback_reason"], Path(segment) if segment else None)  # fmt: skip

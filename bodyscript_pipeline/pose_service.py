@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -27,9 +28,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from bodyscript_pipeline.errors import BodyscriptError
 
 PACKAGE = Path(__file__).resolve().parent
 START_TIMEOUT_S = 30.0
@@ -52,7 +55,9 @@ class ServiceUnavailable(ServiceError):
     """The service did not start: the caller runs its ranges in workers of its own instead."""
 
 
+@functools.cache
 def code_digest() -> str:
+    """Of the source this process imported: a long-lived process keeps asking for the service of its code."""
     digest = hashlib.sha256()
     for path in sorted(PACKAGE.glob("*.py")):
         digest.update(path.name.encode())
@@ -105,6 +110,9 @@ def start(home: Path, idle_s: float) -> Path:
 
 def connect(home: Path, idle_s: float, timeout: float = START_TIMEOUT_S) -> socket.socket:
     """A connection to the service, started if need be."""
+    client = _connect(socket_path(home))
+    if client is not None:
+        return client
     try:
         path = start(home, idle_s)
     except OSError as exc:
@@ -120,8 +128,6 @@ def connect(home: Path, idle_s: float, timeout: float = START_TIMEOUT_S) -> sock
 def run_remote(client: socket.socket, request: dict[str, Any], progress: Callable[[int], None]) -> dict[str, Any]:
     """Sends one range to the service; calls ``progress(frames)`` as it reports; returns its result record.
     Raises ``ServiceError`` if the range's process died, or the error it reported."""
-    from bodyscript_pipeline.errors import BodyscriptError
-
     with client, client.makefile("rwb") as stream:
         stream.write(json.dumps(request).encode() + b"\n")
         stream.flush()
@@ -144,7 +150,6 @@ def run_remote(client: socket.socket, request: dict[str, Any], progress: Callabl
 def _serve_range(conn: socket.socket) -> None:
     """In the forked child: run one range and report on ``conn``."""
     from bodyscript_pipeline import pose_chunks
-    from bodyscript_pipeline.errors import BodyscriptError
 
     stream = conn.makefile("rwb")
 
@@ -216,22 +221,6 @@ def serve(path: Path, idle_s: float) -> None:
         if _owns(path, mine):  # not a newer service's socket
             path.unlink(missing_ok=True)
         server.close()
-
-
-def request_for(
-    video: Path, probe: Any, index: Any, model_path: Path, chunk: Any, out: Path, options: Any, overlay: Any
-) -> dict[str, Any]:
-    """The JSON request of one range (``pose_chunks.run_request`` reads it back)."""
-    return {
-        "video": str(video),
-        "probe": probe.to_json(),
-        "index": {"pts": index.pts, "keyframe": index.keyframe},
-        "model": str(model_path),
-        "chunk": asdict(chunk),
-        "out": str(out),
-        "options": asdict(options),
-        "overlay": asdict(overlay) if overlay is not None else None,
-    }
 
 
 if __name__ == "__main__":

@@ -31,10 +31,14 @@ def s3_region() -> str | None:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
 
 
+def s3_client() -> Any:
+    """The boto3 S3 client for the ``AWS_*`` variables, created once per process and endpoint (building one
+    costs tenths of a second); boto3 is imported only here, so processes that never touch S3 never load it."""
+    return _s3_client(s3_endpoint_url(), s3_region())
+
+
 @functools.cache
-def s3_client(endpoint_url: str | None = None, region: str | None = None) -> Any:
-    """A boto3 S3 client, created once per process and endpoint (building one costs tenths of a second);
-    boto3 is imported only here, so processes that never touch S3 never load it."""
+def _s3_client(endpoint_url: str | None, region: str | None) -> Any:
     import boto3
     from botocore.config import Config
 

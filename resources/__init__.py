@@ -158,7 +158,7 @@ class PipelineResource(dg.ConfigurableResource):
 
     def s3_client(self) -> Any:
         """The S3 client of this process, created once (see ``storage.s3_client``)."""
-        return storage.s3_client(storage.s3_endpoint_url(), storage.s3_region())
+        return storage.s3_client()
 
     def download_link(self, uri: str) -> str | None:
         """A presigned, expiring HTTPS link for an ``s3://`` object; None for local files."""
