@@ -25,7 +25,7 @@ FLEET_AUTOMATION = (
     automation_condition=FLEET_AUTOMATION,
     description="One row per processed video: detection, visibility, knee range of motion, throughput.",
 )
-def fleet_summary(pipeline: PipelineResource) -> dg.MaterializeResult:
+def fleet_summary(pipeline: dg.ResourceParam[PipelineResource]) -> dg.MaterializeResult:
     summary = build_fleet_summary(pipeline.lake_uri)
     worst = sorted(summary.table.to_pylist(), key=lambda row: row["detection_rate"])
     return dg.MaterializeResult(

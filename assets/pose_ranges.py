@@ -34,6 +34,8 @@ from assets.video_assets import (
     QUALITY_CHECKS,
     STEP_RETRY,
     derive,
+    only_run_of_partition,
+    pinned_version,
     source_video,
     user_errors,
 )
@@ -45,7 +47,9 @@ SPECS = [FRAMES, LANDMARKS, OVERLAYS, CLEAN_LANDMARKS, METRICS, EXPORTS]
 CHECK_OUTPUTS = {f"{spec.asset_key.to_python_identifier()}_{spec.name}": spec for spec in QUALITY_CHECKS}
 
 
-def _infer(context: dg.OpExecutionContext, pipeline: PipelineResource, chunk: Chunk) -> dict[str, Any]:
+def _infer(
+    context: dg.OpExecutionContext, pipeline: dg.ResourceParam[PipelineResource], chunk: Chunk
+) -> dict[str, Any]:
     with user_errors(LANDMARKS.key.to_user_string()):
         return steps.infer_landmark_range(
             pipeline.lake_uri,
@@ -67,12 +71,16 @@ def _infer(context: dg.OpExecutionContext, pipeline: PipelineResource, chunk: Ch
     retry_policy=STEP_RETRY,
     pool="pose",
 )
-def pose_first_range(context: dg.OpExecutionContext, pipeline: PipelineResource) -> Iterator[object]:
+def pose_first_range(context: dg.OpExecutionContext, pipeline: dg.ResourceParam[PipelineResource]) -> Iterator[object]:
     import time
 
+    only_run_of_partition(context)
+    steps.begin_writing(pipeline.lake_uri, context.partition_key, context.run_id)
     started = time.perf_counter()
     with user_errors(FRAMES.key.to_user_string()):
-        frames = steps.extract_frames(pipeline.lake_uri, context.partition_key, pipeline.limits)
+        frames = steps.extract_frames(
+            pipeline.lake_uri, context.partition_key, pipeline.limits, pinned_version(context)
+        )
     yield dg.Output(
         None,
         "frames",
@@ -87,7 +95,7 @@ def pose_first_range(context: dg.OpExecutionContext, pipeline: PipelineResource)
 
 @dg.op(tags=pod_tags("infer_pose_range"), retry_policy=STEP_RETRY, pool="pose")
 def infer_pose_range(
-    context: dg.OpExecutionContext, pipeline: PipelineResource, pose_range: dict[str, int]
+    context: dg.OpExecutionContext, pipeline: dg.ResourceParam[PipelineResource], pose_range: dict[str, int]
 ) -> dict[str, Any]:
     return _infer(context, pipeline, Chunk(**pose_range))
 
@@ -102,7 +110,10 @@ def infer_pose_range(
     retry_policy=STEP_RETRY,
 )
 def derived_from_ranges(
-    context: dg.OpExecutionContext, pipeline: PipelineResource, first: dict[str, Any], rest: list[dict[str, Any]]
+    context: dg.OpExecutionContext,
+    pipeline: dg.ResourceParam[PipelineResource],
+    first: dict[str, Any],
+    rest: list[dict[str, Any]],
 ) -> Iterator[object]:
     with user_errors(LANDMARKS.key.to_user_string()):
         model = pipeline.model()

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import dagster as dg
 
 from assets import metadata
-from assets.partitions import videos_partitions
+from assets.partitions import PARTITION_TAG, SOURCE_VERSION_TAG, videos_partitions
 from assets.pods import pod_tags
 from bodyscript_pipeline import steps
 from bodyscript_pipeline.cleaned_layer import clean_landmarks as clean_landmarks_step
@@ -92,6 +92,7 @@ EXPORTS = _spec(
     skippable=True,
 )
 
+DERIVED_SPECS = (OVERLAYS, CLEAN_LANDMARKS, METRICS, EXPORTS)
 DETECTION_CHECK = "pose_detection"
 STABILITY_CHECK = "pose_stability"
 QUALITY_CHECKS = [
@@ -121,6 +122,32 @@ def user_errors(asset: str) -> Iterator[None]:
         raise dg.Failure(description=str(exc), metadata=metadata, allow_retries=False) from None
 
 
+ACTIVE = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+PARTITION_WAIT_S = 10
+PARTITION_WAIT_RETRIES = 360  # an hour
+
+
+def partition_runs(instance: dg.DagsterInstance, partition: str, statuses: list[dg.DagsterRunStatus]) -> list[str]:
+    """Ids of the runs of one video partition in these states."""
+    records = instance.get_run_records(dg.RunsFilter(tags={PARTITION_TAG: partition}, statuses=statuses))
+    return [record.dagster_run.run_id for record in records]
+
+
+def only_run_of_partition(context: dg.OpExecutionContext) -> None:
+    """At most one run per partition writes its outputs: the run queue holds a second one back (dagster.yaml:
+    one run per ``dagster/partition`` value); a run that meets another anyway (``bodyscript process`` bypasses the
+    queue, or an instance keeps an older dagster.yaml) waits for it, before writing anything."""
+    others = [r for r in partition_runs(context.instance, context.partition_key, ACTIVE) if r != context.run_id]
+    if others:
+        context.log.info(f"partition {context.partition_key} is being processed by run {others[0]}; waiting for it")
+        raise dg.RetryRequested(max_retries=PARTITION_WAIT_RETRIES, seconds_to_wait=PARTITION_WAIT_S)
+
+
+def pinned_version(context: dg.OpExecutionContext) -> str | None:
+    """The source version this run was launched for (None: the registered one, when the step starts)."""
+    return context.run.tags.get(SOURCE_VERSION_TAG)
+
+
 def progress_logger(context: dg.OpExecutionContext, asset: str, every: int = 10) -> Callable[[int, int], None]:
     """Logs ``progress: done/total frames (asset)`` about ``every`` percent; the CLI draws its bar from these."""
     last = [-1]
@@ -144,12 +171,18 @@ def progress_logger(context: dg.OpExecutionContext, asset: str, every: int = 10)
     pool="pose",
     description="The frame index, then pose inference over it.",
 )
-def pose(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> Iterator[dg.MaterializeResult]:
+def pose(
+    context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+) -> Iterator[dg.MaterializeResult]:
     selected = context.selected_asset_keys
+    only_run_of_partition(context)
+    steps.begin_writing(pipeline.lake_uri, context.partition_key, context.run_id)
     if FRAMES.key in selected:
         started = time.perf_counter()
         with user_errors(FRAMES.key.to_user_string()):
-            frames = steps.extract_frames(pipeline.lake_uri, context.partition_key, pipeline.limits)
+            frames = steps.extract_frames(
+                pipeline.lake_uri, context.partition_key, pipeline.limits, pinned_version(context)
+            )
         yield dg.MaterializeResult(
             asset_key=FRAMES.key,
             metadata=metadata.frames(context, pipeline, frames, time.perf_counter() - started),
@@ -171,11 +204,19 @@ def pose(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> Itera
         yield dg.MaterializeResult(
             asset_key=LANDMARKS.key, metadata=metadata.landmarks(context, pipeline, result, model)
         )
+    if not derived_in_run(context):
+        steps.end_writing(pipeline.lake_uri, context.partition_key)
+
+
+def derived_in_run(context: dg.OpExecutionContext) -> bool:
+    """Whether a ``derived`` step follows in this run (it ends the writing, once everything is written)."""
+    selection = context.run.asset_selection
+    return selection is None or any(spec.key in selection for spec in DERIVED_SPECS)
 
 
 @dg.multi_asset(
     name=DERIVED_STEP,
-    specs=[OVERLAYS, CLEAN_LANDMARKS, METRICS, EXPORTS],
+    specs=list(DERIVED_SPECS),
     check_specs=QUALITY_CHECKS,
     partitions_def=videos_partitions,
     can_subset=True,
@@ -183,11 +224,11 @@ def pose(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> Itera
     op_tags=pod_tags(DERIVED_STEP),
     description="Everything derived from the landmarks: overlay, cleaned layer and quality checks, metrics, exports.",
 )
-def derived(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> Iterator[object]:
+def derived(context: dg.AssetExecutionContext, pipeline: dg.ResourceParam[PipelineResource]) -> Iterator[object]:
     yield from derive(context, pipeline)
 
 
-def derive(context: dg.OpExecutionContext, pipeline: PipelineResource) -> Iterator[object]:
+def derive(context: dg.OpExecutionContext, pipeline: dg.ResourceParam[PipelineResource]) -> Iterator[object]:
     """The selected derived assets in dependency order; a failed blocking quality check ends the step
     there, so metrics and exports of untrustworthy pose data are never written."""
     selected = context.selected_asset_keys
@@ -211,6 +252,7 @@ def derive(context: dg.OpExecutionContext, pipeline: PipelineResource) -> Iterat
         selected_checks = {key.name for key in context.selected_asset_check_keys}
         yield from (check for check in checks if check.check_name in selected_checks)
         if not checks[0].passed:
+            steps.end_writing(pipeline.lake_uri, partition)
             return
     if METRICS.key in selected:
         started = time.perf_counter()
@@ -230,6 +272,7 @@ def derive(context: dg.OpExecutionContext, pipeline: PipelineResource) -> Iterat
             asset_key=EXPORTS.key,
             metadata=metadata.exports(context, pipeline, exported, time.perf_counter() - started),
         )
+    steps.end_writing(pipeline.lake_uri, partition)
 
 
 PROCESS_VIDEO_ASSETS = [pose, derived]

@@ -201,11 +201,11 @@ def k8s_pods(clip: Path, workdir: Path) -> dict[str, object]:
     os.environ.pop("DAGSTER_HOME", None)
     try:
         settings = Settings.from_env()
-        with simulated_k8s(workdir, settings.dagster_home) as (cluster, instance, kubeconfig):
+        with simulated_k8s(workdir, settings.dagster_home) as (cluster, instance):
             instance.add_dynamic_partitions("videos", ["short"])
             register_source(settings.lake_uri, "short", f"file://{clip}")
             started = time.perf_counter()
-            result = run_partition(instance, kubeconfig, "short")
+            result = run_partition(instance, "short")
             cluster.wait()
             seconds = time.perf_counter() - started
         steps = cluster.steps()

@@ -15,7 +15,7 @@ import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 from bodyscript_pipeline import storage
-from bodyscript_pipeline.lake import TABLES, fleet_summary_uri
+from bodyscript_pipeline.lake import TABLES, WRITING, fleet_summary_uri
 from bodyscript_pipeline.schemas import SCHEMAS
 
 PARTITIONED_FILES = {table: "index.parquet" if table == "frames" else "part-*.parquet" for table in TABLES}
@@ -47,6 +47,7 @@ def connect(lake_uri: str) -> duckdb.DuckDBPyConnection:
     local = isinstance(fs, LocalFileSystem)
     if not local:
         con.register_filesystem(fs)
+    _writing_view(con, lake_uri, local)
     for table in VIEWS:
         if not _has_files(lake_uri, table):
             con.register(f"_empty_{table}", _empty(table))
@@ -56,9 +57,35 @@ def connect(lake_uri: str) -> duckdb.DuckDBPyConnection:
         if local:
             pattern = pattern.removeprefix("file://")
         pattern = pattern.replace("'", "''")
-        options = "" if table == "fleet_summary" else ", hive_partitioning = true, hive_types = {'video': VARCHAR}"
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}'{options})")  # noqa: S608
+        if table == "fleet_summary":
+            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}')")  # noqa: S608
+            continue
+        options = ", hive_partitioning = true, hive_types = {'video': VARCHAR}"
+        con.execute(
+            f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}'{options}) "  # noqa: S608
+            f"WHERE video NOT IN (SELECT video FROM {WRITING_VIEW})"
+        )
     return con
+
+
+WRITING_VIEW = "_writing"
+
+
+def _writing_view(con: duckdb.DuckDBPyConnection, lake_uri: str, local: bool) -> None:
+    """The partitions a run is writing now (their ``writing.json`` markers), looked up at each query."""
+    pattern = f"{lake_uri.rstrip('/')}/sources/video=*/{WRITING}"
+    if local:
+        pattern = pattern.removeprefix("file://")
+    pattern = pattern.replace("'", "''")
+    con.execute(
+        f"CREATE VIEW {WRITING_VIEW} AS SELECT regexp_extract(file, 'video=([^/]+)/', 1) AS video "  # noqa: S608
+        f"FROM glob('{pattern}')"
+    )
+
+
+def writing_partitions(lake_uri: str) -> list[str]:
+    fs, pattern = storage.filesystem(f"{lake_uri.rstrip('/')}/sources/video=*/{WRITING}")
+    return [str(path).rsplit("video=", 1)[1].split("/", 1)[0] for path in fs.glob(pattern)]
 
 
 def polars_storage_options() -> dict[str, str]:
@@ -87,7 +114,8 @@ def scan(lake_uri: str, table: str) -> pl.LazyFrame:
     options = polars_storage_options() if remote else None
     if table == "fleet_summary":
         return pl.scan_parquet(source, storage_options=options)
-    return pl.scan_parquet(source, hive_partitioning=True, hive_schema={"video": pl.String}, storage_options=options)
+    frame = pl.scan_parquet(source, hive_partitioning=True, hive_schema={"video": pl.String}, storage_options=options)
+    return frame.filter(~pl.col("video").is_in(writing_partitions(lake_uri)))
 
 
 def lazy_tables(lake_uri: str) -> dict[str, pl.LazyFrame]:

@@ -27,6 +27,7 @@ from typing import Any, TextIO
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake import VideoLake
+from bodyscript_pipeline.partition_keys import check_partition_key
 from bodyscript_pipeline.settings import Settings
 
 EXIT_FAILED = 1
@@ -51,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--output", type=Path, help="write to this file instead of stdout")
     commands.add_parser("model", help="fetch the pose model into the cache and print its path")
     args = parser.parse_args(argv)
+    if args.command == "process" and args.partition is not None:
+        try:
+            check_partition_key(args.partition)
+        except BodyscriptError as exc:
+            print(f"bodyscript: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         settings = Settings.from_env()
         if args.command == "process":
@@ -106,11 +113,14 @@ def _process(settings: Settings, video: str, partition: str | None, as_json: boo
 
     import dagster as dg
 
-    from assets.partitions import VIDEOS_PARTITIONS_NAME
-    from assets.video_assets import PROGRESS_PREFIX, VIDEO_ASSET_KEYS
+    from assets.partitions import SOURCE_URI_TAG, SOURCE_VERSION_TAG, VIDEOS_PARTITIONS_NAME
+    from assets.video_assets import ACTIVE, PROGRESS_PREFIX, VIDEO_ASSET_KEYS, partition_runs
     from bodyscript_pipeline.definitions import PROCESS_VIDEO_JOB, build_definitions
 
     instance = dg.DagsterInstance.get()
+    busy = partition_runs(instance, key, [dg.DagsterRunStatus.QUEUED, *ACTIVE])
+    if busy:
+        raise BodyscriptError(f"partition {key} is already being processed by run {busy[0]}; try again once it ends")
     instance.add_dynamic_partitions(VIDEOS_PARTITIONS_NAME, [key])
     record = register_source(settings.lake_uri, key, uri)
     instance.report_runless_asset_event(
@@ -137,7 +147,7 @@ def _process(settings: Settings, video: str, partition: str | None, as_json: boo
                 run_id=run_id,
                 raise_on_error=False,
                 run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-                tags={"bodyscript/source": "cli"},
+                tags={"bodyscript/source": "cli", SOURCE_URI_TAG: record.uri, SOURCE_VERSION_TAG: record.version},
             )
         finally:
             if bar:

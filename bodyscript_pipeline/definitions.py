@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets import PROCESS_VIDEO_ASSETS, PROCESS_VIDEO_JOB, fleet_summary, process_video_job, source_video
 from bodyscript_pipeline.settings import Settings
-from resources import PipelineResource, step_io_manager
+from resources import pipeline_resource, step_io_manager
 from sensors import build_automation
 
 __all__ = ["PROCESS_VIDEO_JOB", "build_definitions", "defs"]
@@ -19,7 +19,9 @@ def executor_for(settings: Settings) -> dg.ExecutorDefinition:
     if settings.executor == "k8s":
         from dagster_k8s import k8s_job_executor
 
-        return k8s_job_executor
+        # Pods take image, env and mounts from the deployment (the run launcher's config) only: a launch
+        # that tries to configure the executor is refused.
+        return k8s_job_executor.configured(lambda _: {}, config_schema={}, name="k8s")
     if settings.executor == "multiprocess":
         return dg.multiprocess_executor
     return dg.in_process_executor
@@ -38,15 +40,13 @@ def video_assets_for(settings: Settings) -> list[dg.AssetsDefinition]:
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     automation = build_automation(settings)
-    io_manager = step_io_manager(settings)
-    io_managers = {"io_manager": io_manager} if io_manager is not None else {}
     return dg.Definitions(
         executor=executor_for(settings),
         assets=[source_video, *video_assets_for(settings), fleet_summary],
         jobs=[process_video_job, *automation.jobs],
         sensors=automation.sensors,
         schedules=automation.schedules,
-        resources={"pipeline": PipelineResource.from_settings(settings), **io_managers},
+        resources={"pipeline": pipeline_resource(settings), "io_manager": step_io_manager(settings)},
     )
 
 

@@ -4,12 +4,15 @@ The scan walks the drop zone in key order a few pages at a time, resuming after 
 An S3 object is complete once listed. A local file is taken once it is ``settle_seconds`` old, or once two
 listings at least ``RELIST_SECONDS`` apart showed it with the same size and mtime (a copy still running
 changes both), so a finished copy is picked up by the next tick rather than after a fixed wait.
-It remembers, per object, a digest of its cheap listing facts (ETag, or size and mtime) and of its content
-version (ETag, or SHA-256 for local files). An object whose listing facts are unchanged costs nothing; one
-whose facts changed but whose content did not (a re-copy of the same bytes) is not a new version. At the
-end of each full pass, objects that were not seen again (deleted) are forgotten.
+An object's version is its listing's facts (ETag, or size and mtime), never its bytes: a tick costs the
+same whatever the files weigh. The scan remembers a digest of each object's version; an object whose
+version is unchanged costs nothing. At the end of each full pass, objects that were not seen again
+(deleted) are forgotten.
 
-The state is small enough to live in a Dagster sensor cursor: 16 bytes per object before compression.
+Hourly quotas (per top-level folder, and for the whole drop zone) leave the objects over them unknown, so
+a later pass takes them once the hour allows it.
+
+The state is small enough to live in a Dagster sensor cursor: 10 bytes per object before compression.
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ from bodyscript_pipeline.video_names import is_video_name
 KEY_BYTES = 6
 TOKEN_BYTES = 4
 RELIST_SECONDS = 1.0
-CURSOR_VERSION = 1
+# 2: one digest per object (its version is its listing's facts). A version-1 cursor, which also kept a
+# digest of the local file's SHA-256, is read without that digest.
+CURSOR_VERSION = 2
 HOUR = 3600.0
 
 
@@ -38,15 +43,15 @@ def _digest(text: str, size: int) -> bytes:
 class ScanState:
     after: str = ""
     passes: int = 0
-    known: dict[bytes, tuple[bytes, bytes]] = field(default_factory=dict)
+    known: dict[bytes, bytes] = field(default_factory=dict)
     seen: set[bytes] = field(default_factory=set)
-    # Per top-level prefix, when its recent new versions were taken (for BODYSCRIPT_QUOTA_PER_HOUR).
+    # Per top-level prefix, when its new versions of the last hour were taken (kept while a quota is on).
     taken: dict[str, list[float]] = field(default_factory=dict)
     # Local files too young to take: their listing facts and when they were listed (few, and short-lived).
     young: dict[bytes, tuple[bytes, float]] = field(default_factory=dict)
 
     def encode(self) -> str:
-        known = b"".join(k + s + v for k, (s, v) in sorted(self.known.items()))
+        known = b"".join(k + token for k, token in sorted(self.known.items()))
         seen = b"".join(sorted(self.seen))
         return json.dumps(
             {
@@ -65,16 +70,13 @@ class ScanState:
         if not cursor:
             return cls()
         data = json.loads(cursor)
-        if data.get("v") != CURSOR_VERSION:
+        if data.get("v") not in (1, CURSOR_VERSION):
             return cls()
         known_raw = zlib.decompress(base64.b64decode(data["known"]))
         seen_raw = zlib.decompress(base64.b64decode(data["seen"]))
-        step = KEY_BYTES + 2 * TOKEN_BYTES
+        step = KEY_BYTES + TOKEN_BYTES * (2 if data["v"] == 1 else 1)
         known = {
-            known_raw[i : i + KEY_BYTES]: (
-                known_raw[i + KEY_BYTES : i + KEY_BYTES + TOKEN_BYTES],
-                known_raw[i + KEY_BYTES + TOKEN_BYTES : i + step],
-            )
+            known_raw[i : i + KEY_BYTES]: known_raw[i + KEY_BYTES : i + KEY_BYTES + TOKEN_BYTES]
             for i in range(0, len(known_raw), step)
         }
         seen = {seen_raw[i : i + KEY_BYTES] for i in range(0, len(seen_raw), KEY_BYTES)}
@@ -98,17 +100,22 @@ class ScanResult:
     state: ScanState
     listed: int = 0
     ignored: int = 0
+    skipped: int = 0
     settling: int = 0
     pages: int = 0
     pass_completed: bool = False
     over_quota: int = 0
+    over_global_quota: int = 0
+    taken_last_hour: int = 0
 
     def describe(self) -> str:
         where = "completed a pass" if self.pass_completed else f"paused after {self.state.after!r}"
         return (
             f"{len(self.new)} new version(s); listed {self.listed} object(s) in {self.pages} page(s), "
-            f"ignored {self.ignored} non-video or partial name(s), {self.settling} still being written, "
-            f"{self.over_quota} over their prefix's hourly quota; {where}"
+            f"ignored {self.ignored} non-video or partial name(s), skipped {self.skipped} special file(s) "
+            f"(symlinks, FIFOs, devices), {self.settling} still being written, "
+            f"{self.over_quota} over their prefix's hourly quota, {self.over_global_quota} over the global "
+            f"hourly quota; {where}"
         )
 
 
@@ -121,21 +128,22 @@ def scan(
     settle_seconds: float,
     now: float,
     quota_per_hour: int = 0,
+    global_quota_per_hour: int = 0,
 ) -> ScanResult:
     """One bounded step of the scan: at most ``max_pages`` pages listed and ``max_new`` versions found."""
     result = ScanResult(new=[], state=state)
     state.taken = {p: [t for t in times if now - t < HOUR] for p, times in state.taken.items()}
     state.taken = {p: times for p, times in state.taken.items() if times}
-    for page, last in lister.pages(state.after):
+    result.taken_last_hour = sum(len(times) for times in state.taken.values())
+    quotas = (quota_per_hour, global_quota_per_hour)
+    for page in lister.pages(state.after):
         result.pages += 1
-        for obj in page:
-            visited = _visit(
-                obj, result, lister, max_new=max_new, settle_seconds=settle_seconds, now=now, quota=quota_per_hour
-            )
-            if not visited:
+        result.skipped += page.skipped
+        for obj in page.objects:
+            if not _visit(obj, result, max_new=max_new, settle_seconds=settle_seconds, now=now, quotas=quotas):
                 return result
             state.after = obj.key
-        if last:
+        if page.last:
             break
         if result.pages >= max_pages:
             return result
@@ -157,12 +165,11 @@ def prefix_of(key: str) -> str:
 def _visit(
     obj: DropObject,
     result: ScanResult,
-    lister: DropLister,
     *,
     max_new: int,
     settle_seconds: float,
     now: float,
-    quota: int,
+    quotas: tuple[int, int],
 ) -> bool:
     """Handle one listed object; False when the tick's budget of new versions is spent (obj not handled)."""
     state = result.state
@@ -171,10 +178,10 @@ def _visit(
         result.ignored += 1
         return True
     key = _digest(obj.key, KEY_BYTES)
-    token = _digest(obj.stat_token, TOKEN_BYTES)
+    version = obj.stat_token
+    token = _digest(version, TOKEN_BYTES)
     state.seen.add(key)
-    known = state.known.get(key)
-    if known is not None and known[0] == token:
+    if state.known.get(key) == token:
         return True
     if obj.etag is None and now - obj.mtime < settle_seconds:
         listed = state.young.get(key)
@@ -185,16 +192,23 @@ def _visit(
             return True
     if len(result.new) >= max_new:
         return False
-    taken = state.taken.setdefault(prefix_of(obj.key), []) if quota else None
-    if taken is not None and len(taken) >= quota:
-        result.over_quota += 1  # left unknown: taken on a later pass, once the prefix's hour allows it
-        return True
+    if _over_quota(obj, result, *quotas):
+        return True  # left unknown: taken on a later pass, once the hour allows it
     state.young.pop(key, None)
-    version = lister.content_version(obj)
-    digest = _digest(version, TOKEN_BYTES)
-    state.known[key] = (token, digest)
-    if known is None or known[1] != digest:
-        result.new.append(NewVersion(obj, version))
-        if taken is not None:
-            taken.append(now)
+    state.known[key] = token
+    result.new.append(NewVersion(obj, version))
+    if any(quotas):
+        state.taken.setdefault(prefix_of(obj.key), []).append(now)
+        result.taken_last_hour += 1
     return True
+
+
+def _over_quota(obj: DropObject, result: ScanResult, per_prefix: int, total: int) -> bool:
+    """Whether taking obj now would exceed its prefix's or the whole drop zone's hourly quota (counted)."""
+    if per_prefix and len(result.state.taken.get(prefix_of(obj.key), ())) >= per_prefix:
+        result.over_quota += 1
+        return True
+    if total and result.taken_last_hour >= total:
+        result.over_global_quota += 1
+        return True
+    return False

@@ -14,3 +14,7 @@ class ModelError(BodyscriptError):
 
 class VideoError(BodyscriptError):
     """A video cannot be opened, probed or decoded."""
+
+
+class SourceChanged(VideoError):
+    """The source object is no longer the version the run was launched for; its new version has its own run."""

@@ -2,6 +2,7 @@
 
 ```
 <lake>/sources/video=<partition>/source.json          the source object's URI and version
+<lake>/sources/video=<partition>/writing.json         while a run writes the outputs (views leave them out)
 <lake>/videos/video=<partition>/part-0.parquet        probe data, source, version, summary
 <lake>/frames/video=<partition>/index.parquet         frame index: index, pts, timestamp_ms
 <lake>/frames/video=<partition>/probe.json            probe of the source
@@ -17,14 +18,20 @@
 <lake>/exports/video=<partition>/person-<id>.trc, person-<id>.mot, landmarks.csv, angles-<joint>.png
 <lake>/fleet_summary/part-0.parquet                   one row per video: the fleet at a glance
 ```
+
+The partition key is checked when a ``VideoLake`` is made (``partition_keys.check_partition_key``), and file names
+given to it are single names, so every location is inside its video's folders.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bodyscript_pipeline.errors import BodyscriptError
+from bodyscript_pipeline.partition_keys import check_partition_key
 from bodyscript_pipeline.storage import join
 
+WRITING = "writing.json"
 TABLES = ("videos", "frames", "landmarks", "landmarks_clean", "quality", "frame_metrics", "video_metrics")
 
 
@@ -39,12 +46,21 @@ class VideoLake:
     lake_uri: str
     partition: str
 
+    def __post_init__(self) -> None:
+        check_partition_key(self.partition)
+
     def folder(self, table: str) -> str:
         return join(self.lake_uri, table, f"video={self.partition}")
 
     @property
     def source_record(self) -> str:
         return join(self.folder("sources"), "source.json")
+
+    @property
+    def writing(self) -> str:
+        """Present while a run writes the partition's outputs: the lake's views leave the partition out until
+        the run has written them all, so no reader sees a half-written set."""
+        return join(self.folder("sources"), WRITING)
 
     @property
     def frame_index(self) -> str:
@@ -55,7 +71,7 @@ class VideoLake:
         return join(self.folder("frames"), "probe.json")
 
     def source_copy(self, suffix: str) -> str:
-        return join(self.folder("frames"), f"source{suffix or '.mp4'}")
+        return join(self.folder("frames"), _single_name(f"source{suffix or '.mp4'}"))
 
     def table_part(self, table: str) -> str:
         return join(self.folder(table), "part-0.parquet")
@@ -80,8 +96,14 @@ class VideoLake:
         return join(self.folder("overlays"), "overlay.mp4")
 
     def export_file(self, name: str) -> str:
-        return join(self.folder("exports"), name)
+        return join(self.folder("exports"), _single_name(name))
 
     @property
     def thumbnail(self) -> str:
         return join(self.folder("overlays"), "thumbnail.jpg")
+
+
+def _single_name(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise BodyscriptError(f"{name!r} is not a file name")
+    return name

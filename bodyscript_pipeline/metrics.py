@@ -147,16 +147,14 @@ def frame_metrics(landmarks: pa.Table, width: int, height: int, min_visibility: 
         for name in JOINT_NAMES:
             velocities[name][rows] = angular_velocity(frame_index[rows], timestamp_ms[rows], angles[name][rows])
 
-    data: dict[str, pa.Array] = {
-        "frame_index": pa.array(frame_index, pa.uint32()),
-        "timestamp_ms": pa.array(timestamp_ms, pa.int64()),
-        "person": pa.array(person, pa.uint8()),
+    values: dict[str, np.ndarray] = {
+        "frame_index": frame_index,
+        "timestamp_ms": timestamp_ms,
+        "person": person,
+        **{angle_column(name): angles[name] for name in JOINT_NAMES},
+        **{velocity_column(name): velocities[name] for name in JOINT_NAMES},
     }
-    for name in JOINT_NAMES:
-        data[angle_column(name)] = _float32(angles[name])
-    for name in JOINT_NAMES:
-        data[velocity_column(name)] = _float32(velocities[name])
-    table = pa.table(data, schema=FRAME_METRICS)
+    table = pa.table([_column(field, values[field.name]) for field in FRAME_METRICS], schema=FRAME_METRICS)
     return table.sort_by([("frame_index", "ascending"), ("person", "ascending")])
 
 
@@ -209,5 +207,8 @@ def video_metrics(frames: pa.Table) -> pa.Table:
     return statistics.table()
 
 
-def _float32(values: np.ndarray) -> pa.Array:
-    return pa.array(values.astype(np.float32), pa.float32(), mask=~np.isfinite(values))
+def _column(field: pa.Field, values: np.ndarray) -> pa.Array:
+    """One column as its schema declares it: floats with NaN as null, integers checked to fit."""
+    if pa.types.is_floating(field.type):
+        return pa.array(values.astype(field.type.to_pandas_dtype()), field.type, mask=~np.isfinite(values))
+    return pa.array(values, field.type)

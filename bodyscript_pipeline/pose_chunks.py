@@ -39,7 +39,7 @@ from bodyscript_pipeline.pose import VISIBILITY, PoseEstimator, PoseOptions, X, 
 from bodyscript_pipeline.pose_service import PoseService, ServiceUnavailable
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
 from bodyscript_pipeline.tracking import PersonTracker
-from bodyscript_pipeline.video_io import FrameIndex, Probe, iter_decoded, upright
+from bodyscript_pipeline.video_io import FrameIndex, Probe, decode_limits, iter_decoded, upright
 
 WARMUP_FRAMES = 30
 MIN_CHUNK_FRAMES = 150  # below this a process's start-up (about a second) outweighs what it saves
@@ -152,7 +152,7 @@ def run_chunk(
     )
     with estimator, table_writer("landmarks", f"file://{out}") as writer, drawing as drawn:
         parts: list[dict[str, list[object]]] = []
-        for frame_index, pts, frame in iter_decoded(video, index, chunk.warmup_start, chunk.stop):
+        for frame_index, pts, frame in iter_decoded(video, index, chunk.warmup_start, chunk.stop, decode_limits(probe)):
             timestamp_ms = probe.timestamp_ms(pts)
             people = estimator.detect(upright(frame.to_ndarray(format="rgb24"), probe.rotation), timestamp_ms)
             xyv = people[:, :, [X, Y, VISIBILITY]]

@@ -7,10 +7,16 @@ registry is kept too, so an archived or deleted partition can be materialized ag
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.lake import TABLES
@@ -93,10 +99,33 @@ def apply_retention(
         for artifact in artifacts:
             _, path = storage.filesystem(artifact.uri)
             if mode == "archive":
-                _, target = storage.filesystem(
-                    storage.join(lake_uri, ARCHIVE_PREFIX, artifact.table, PARTITION_FOLDER + artifact.partition)
-                )
-                fs.mv(path, target, recursive=True)
+                _, target = storage.filesystem(archive_uri(lake_uri, artifact))
+                _archive(fs, path.rstrip("/"), target.rstrip("/"))
             else:
                 fs.rm(path, recursive=True)
     return RetentionReport(mode, dry_run, older_than_days, artifacts)
+
+
+def archive_uri(lake_uri: str, artifact: AgedArtifact) -> str:
+    return storage.join(lake_uri, ARCHIVE_PREFIX, artifact.table, PARTITION_FOLDER + artifact.partition)
+
+
+def _archive(fs: fsspec.AbstractFileSystem, folder: str, target: str) -> None:
+    """Move each file of ``folder`` to the same relative path under ``target``, replacing an earlier archive's
+    copy. File-to-file moves never nest a folder in an existing one (as a folder ``mv`` does) and work on S3
+    (copy each object, then delete the copied originals); an interrupted archive completes on the next run."""
+    files = sorted(fs.find(folder))
+    local = isinstance(fs, LocalFileSystem)
+    for path in files:
+        copy = f"{target}/{path.removeprefix(folder + '/')}"
+        if local:
+            Path(copy).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).replace(copy)
+        else:
+            fs.cp_file(path, copy)
+    if not local and files:
+        fs.rm(files)
+    if local:
+        for directory, _, _ in os.walk(folder, topdown=False):
+            with contextlib.suppress(OSError):
+                Path(directory).rmdir()  # only emptied folders: a file written since the listing stays

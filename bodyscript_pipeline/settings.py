@@ -10,7 +10,7 @@
 | ``BODYSCRIPT_MODEL_SHA256``| the official hash of that model           |
 | ``BODYSCRIPT_MIN_VISIBILITY`` | ``0.5`` (landmarks below are not drawn or measured) |
 | ``BODYSCRIPT_OVERLAY_MAX_RESOLUTION`` | ``720``: the overlay's short side at most (720p); ``0``: the source's |
-| ``BODYSCRIPT_MAX_BYTES``, ``_MAX_DURATION_S``, ``_MAX_PIXELS``, ``_MAX_FRAMES`` | input limits (validation.py) |
+| ``BODYSCRIPT_MAX_BYTES``, ``_MAX_DURATION_S``, ``_MAX_PIXELS``, ``_MAX_FRAMES``, ``_MAX_TOTAL_PIXELS`` | limits |
 | ``BODYSCRIPT_EXECUTOR``     | ``in_process`` (``multiprocess``: a process per step, or ``k8s`` in a cluster) |
 | ``BODYSCRIPT_POSE_DELEGATE`` | ``cpu``, or ``gpu`` (falls back to CPU with a warning) |
 | ``BODYSCRIPT_K8S_GPU_NODE_SELECTOR``, ``_CPU_NODE_SELECTOR``, ``_GPU_TAINT`` | pools, see k8s_pods.py |
@@ -32,17 +32,20 @@
 | ``BODYSCRIPT_SCAN_PAGE_SIZE`` | ``1000``: objects per listing page (S3's maximum) |
 | ``BODYSCRIPT_SCAN_MAX_NEW``  | ``100``: new videos taken per scan         |
 | ``BODYSCRIPT_QUOTA_PER_HOUR`` | ``0`` (off): new videos taken per top-level drop folder per hour, e.g. 10 |
+| ``BODYSCRIPT_QUOTA_GLOBAL_PER_HOUR`` | ``0`` (off): new videos taken from the whole drop zone per hour |
 | ``BODYSCRIPT_SETTLE_S``      | ``2``: a local file this old is taken; a younger one once two listings agree on it |
 | ``BODYSCRIPT_RETENTION_DAYS`` | ``30``: derived artifacts older than this are removed by retention |
 | ``BODYSCRIPT_RETENTION_MODE`` | ``delete``, or ``archive`` (moved under ``<lake>/archive/``) |
-| ``BODYSCRIPT_RETENTION_DRY_RUN`` | ``false``: retention only reports what it would remove |
+| ``BODYSCRIPT_RETENTION_DRY_RUN`` | ``false``; ``true`` (or 1, yes, on): retention only reports what it would remove |
 | ``BODYSCRIPT_RUN_RETENTION_DAYS`` | ``90``: Dagster run records older than this are purged |
 | ``BODYSCRIPT_PRESIGN_EXPIRY_S`` | ``86400``: lifetime of presigned S3 download links in metadata |
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +95,7 @@ class Settings:
     scan_max_new: int = 100
     settle_s: float = 2.0
     quota_per_hour: int = 0
+    quota_global_per_hour: int = 0
     retention_days: float = 30.0
     retention_mode: str = "delete"
     retention_dry_run: bool = False
@@ -111,91 +115,158 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings of this environment. Fails closed: any invalid or contradictory value stops start-up
+        with one line naming the variable and what it accepts, never a silent default."""
         env = os.environ if env is None else env
         home = Path(env.get("BODYSCRIPT_HOME") or ".bodyscript").expanduser().resolve()
-        variant = (env.get("BODYSCRIPT_MODEL") or "full").strip().lower()
-        if variant not in MODEL_VARIANTS:
-            raise BodyscriptError(
-                f"BODYSCRIPT_MODEL={variant!r} is not a pose model; choose one of {', '.join(MODEL_VARIANTS)}"
-            )
+        variant = _choice(env, "BODYSCRIPT_MODEL", tuple(MODEL_VARIANTS), "full")
         spec = MODEL_VARIANTS[variant]
-        executor = (env.get("BODYSCRIPT_EXECUTOR") or "in_process").strip().lower()
-        if executor not in EXECUTORS:
-            raise BodyscriptError(f"BODYSCRIPT_EXECUTOR={executor!r}: choose one of {', '.join(EXECUTORS)}")
-        delegate = (env.get("BODYSCRIPT_POSE_DELEGATE") or "cpu").strip().lower()
-        if delegate not in ("cpu", "gpu"):
-            raise BodyscriptError(f"BODYSCRIPT_POSE_DELEGATE={delegate!r}: choose cpu or gpu")
-        mode = (env.get("BODYSCRIPT_RETENTION_MODE") or "delete").strip().lower()
-        if mode not in ("delete", "archive"):
-            raise BodyscriptError(f"BODYSCRIPT_RETENTION_MODE={mode!r}: choose delete or archive")
-        metrics_landmarks = (env.get("BODYSCRIPT_METRICS_LANDMARKS") or "cleaned").strip().lower()
-        if metrics_landmarks not in METRICS_LANDMARKS:
-            raise BodyscriptError(f"BODYSCRIPT_METRICS_LANDMARKS={metrics_landmarks!r}: choose cleaned or raw")
+        sha256 = (env.get("BODYSCRIPT_MODEL_SHA256") or spec.sha256).strip().lower()
+        if not _SHA256.fullmatch(sha256):
+            raise BodyscriptError(f"BODYSCRIPT_MODEL_SHA256={sha256!r}: use the model's SHA-256, 64 hex digits")
         tiles = (env.get("BODYSCRIPT_POSE_TILES") or "auto").strip().lower()
+        lake_uri = _uri(env, "BODYSCRIPT_LAKE_URI", home / "lake")
+        drop_uri = _uri(env, "BODYSCRIPT_DROP_URI", home / "drop")
+        _apart(drop_uri, lake_uri)
         return cls(
             home=home,
-            lake_uri=_as_uri(env.get("BODYSCRIPT_LAKE_URI") or str(home / "lake")),
-            drop_uri=_as_uri(env.get("BODYSCRIPT_DROP_URI") or str(home / "drop")),
+            lake_uri=lake_uri,
+            drop_uri=drop_uri,
             model_variant=variant,
             model_source=env.get("BODYSCRIPT_MODEL_SOURCE") or spec.url,
-            model_sha256=(env.get("BODYSCRIPT_MODEL_SHA256") or spec.sha256).lower(),
-            min_visibility=_number(env, "BODYSCRIPT_MIN_VISIBILITY", 0.5),
+            model_sha256=sha256,
+            min_visibility=_number(env, "BODYSCRIPT_MIN_VISIBILITY", 0.5, 0.0, 1.0),
             dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve(),
-            pose_workers=max(1, int(_number(env, "BODYSCRIPT_POSE_WORKERS", os.cpu_count() or 1))),
-            pose_delegate=delegate,
-            cost_cpu_pod_hour=_number(env, "BODYSCRIPT_COST_CPU_POD_HOUR", 0.05),
-            cost_gpu_pod_hour=_number(env, "BODYSCRIPT_COST_GPU_POD_HOUR", 1.00),
-            executor=executor,
+            pose_workers=_integer(env, "BODYSCRIPT_POSE_WORKERS", os.cpu_count() or 1, 1),
+            pose_delegate=_choice(env, "BODYSCRIPT_POSE_DELEGATE", ("cpu", "gpu"), "cpu"),
+            cost_cpu_pod_hour=_number(env, "BODYSCRIPT_COST_CPU_POD_HOUR", 0.05, 0.0),
+            cost_gpu_pod_hour=_number(env, "BODYSCRIPT_COST_GPU_POD_HOUR", 1.00, 0.0),
+            executor=_choice(env, "BODYSCRIPT_EXECUTOR", EXECUTORS, "in_process"),
             k8s_gpu_node_selector=env.get("BODYSCRIPT_K8S_GPU_NODE_SELECTOR") or "bodyscript.io/pool=gpu",
             k8s_cpu_node_selector=env.get("BODYSCRIPT_K8S_CPU_NODE_SELECTOR") or "bodyscript.io/pool=cpu",
             k8s_gpu_taint=env.get("BODYSCRIPT_K8S_GPU_TAINT") or "nvidia.com/gpu",
             limits=Limits(
-                max_bytes=int(_number(env, "BODYSCRIPT_MAX_BYTES", Limits.max_bytes)),
-                max_duration_s=_number(env, "BODYSCRIPT_MAX_DURATION_S", Limits.max_duration_s),
-                max_pixels=int(_number(env, "BODYSCRIPT_MAX_PIXELS", Limits.max_pixels)),
-                max_frames=int(_number(env, "BODYSCRIPT_MAX_FRAMES", Limits.max_frames)),
+                max_bytes=_integer(env, "BODYSCRIPT_MAX_BYTES", Limits.max_bytes, 1),
+                max_duration_s=_number(env, "BODYSCRIPT_MAX_DURATION_S", Limits.max_duration_s, 1.0),
+                max_pixels=_integer(env, "BODYSCRIPT_MAX_PIXELS", Limits.max_pixels, 1),
+                max_frames=_integer(env, "BODYSCRIPT_MAX_FRAMES", Limits.max_frames, 1),
+                max_total_pixels=_integer(env, "BODYSCRIPT_MAX_TOTAL_PIXELS", Limits.max_total_pixels, 1),
             ),
-            num_poses=max(1, int(_number(env, "BODYSCRIPT_NUM_POSES", 1))),
-            pose_tiles=0 if tiles == "auto" else max(1, int(_number(env, "BODYSCRIPT_POSE_TILES", 1))),
-            track_max_gap=max(0, int(_number(env, "BODYSCRIPT_TRACK_MAX_GAP", 15))),
-            fill_max_gap=max(0, int(_number(env, "BODYSCRIPT_FILL_MAX_GAP", 10))),
-            smooth_cutoff_hz=max(0.0, _number(env, "BODYSCRIPT_SMOOTH_CUTOFF_HZ", 6.0)),
-            metrics_landmarks=metrics_landmarks,
-            overlay_max_resolution=max(0, int(_number(env, "BODYSCRIPT_OVERLAY_MAX_RESOLUTION", 720))),
-            pose_range_frames=max(1, int(_number(env, "BODYSCRIPT_POSE_RANGE_FRAMES", 9000))),
-            pose_service_idle_s=max(0.0, _number(env, "BODYSCRIPT_POSE_SERVICE_IDLE_S", 300.0)),
+            num_poses=_integer(env, "BODYSCRIPT_NUM_POSES", 1, 1, 32),
+            pose_tiles=0 if tiles == "auto" else _integer(env, "BODYSCRIPT_POSE_TILES", 1, 1, 16, "or auto"),
+            track_max_gap=_integer(env, "BODYSCRIPT_TRACK_MAX_GAP", 15, 0),
+            fill_max_gap=_integer(env, "BODYSCRIPT_FILL_MAX_GAP", 10, 0),
+            smooth_cutoff_hz=_number(env, "BODYSCRIPT_SMOOTH_CUTOFF_HZ", 6.0, 0.0),
+            metrics_landmarks=_choice(env, "BODYSCRIPT_METRICS_LANDMARKS", METRICS_LANDMARKS, "cleaned"),
+            overlay_max_resolution=_integer(env, "BODYSCRIPT_OVERLAY_MAX_RESOLUTION", 720, 0),
+            pose_range_frames=_integer(env, "BODYSCRIPT_POSE_RANGE_FRAMES", 9000, 1),
+            pose_service_idle_s=_number(env, "BODYSCRIPT_POSE_SERVICE_IDLE_S", 300.0, 0.0),
             quality=QualityThresholds(
-                min_detection_rate=_number(env, "BODYSCRIPT_QUALITY_MIN_DETECTION_RATE", 0.5),
-                min_visibility=_number(env, "BODYSCRIPT_QUALITY_MIN_VISIBILITY", 0.5),
-                max_jitter_px=_number(env, "BODYSCRIPT_QUALITY_MAX_JITTER_PX", 20.0),
-                max_filled=_number(env, "BODYSCRIPT_QUALITY_MAX_FILLED", 0.25),
+                min_detection_rate=_number(env, "BODYSCRIPT_QUALITY_MIN_DETECTION_RATE", 0.5, 0.0, 1.0),
+                min_visibility=_number(env, "BODYSCRIPT_QUALITY_MIN_VISIBILITY", 0.5, 0.0, 1.0),
+                max_jitter_px=_number(env, "BODYSCRIPT_QUALITY_MAX_JITTER_PX", 20.0, 0.0),
+                max_filled=_number(env, "BODYSCRIPT_QUALITY_MAX_FILLED", 0.25, 0.0, 1.0),
             ),
-            sensor_interval_s=int(_number(env, "BODYSCRIPT_SENSOR_INTERVAL_S", 5)),
-            scan_max_pages=int(_number(env, "BODYSCRIPT_SCAN_MAX_PAGES", 20)),
-            scan_page_size=int(_number(env, "BODYSCRIPT_SCAN_PAGE_SIZE", 1000)),
-            scan_max_new=int(_number(env, "BODYSCRIPT_SCAN_MAX_NEW", 100)),
-            settle_s=_number(env, "BODYSCRIPT_SETTLE_S", 2.0),
-            quota_per_hour=int(_number(env, "BODYSCRIPT_QUOTA_PER_HOUR", 0)),
-            retention_days=_number(env, "BODYSCRIPT_RETENTION_DAYS", 30.0),
-            retention_mode=mode,
-            retention_dry_run=(env.get("BODYSCRIPT_RETENTION_DRY_RUN") or "").strip().lower() in ("1", "true", "yes"),
-            run_retention_days=_number(env, "BODYSCRIPT_RUN_RETENTION_DAYS", 90.0),
-            presign_expiry_s=int(_number(env, "BODYSCRIPT_PRESIGN_EXPIRY_S", 86400)),
+            sensor_interval_s=_integer(env, "BODYSCRIPT_SENSOR_INTERVAL_S", 5, 1),
+            scan_max_pages=_integer(env, "BODYSCRIPT_SCAN_MAX_PAGES", 20, 1),
+            scan_page_size=_integer(env, "BODYSCRIPT_SCAN_PAGE_SIZE", 1000, 1, 1000),
+            scan_max_new=_integer(env, "BODYSCRIPT_SCAN_MAX_NEW", 100, 1),
+            settle_s=_number(env, "BODYSCRIPT_SETTLE_S", 2.0, 0.0),
+            quota_per_hour=_integer(env, "BODYSCRIPT_QUOTA_PER_HOUR", 0, 0),
+            quota_global_per_hour=_integer(env, "BODYSCRIPT_QUOTA_GLOBAL_PER_HOUR", 0, 0),
+            retention_days=_number(env, "BODYSCRIPT_RETENTION_DAYS", 30.0, 1.0),
+            retention_mode=_choice(env, "BODYSCRIPT_RETENTION_MODE", ("delete", "archive"), "delete"),
+            retention_dry_run=_flag(env, "BODYSCRIPT_RETENTION_DRY_RUN", False),
+            run_retention_days=_number(env, "BODYSCRIPT_RUN_RETENTION_DAYS", 90.0, 1.0),
+            presign_expiry_s=_integer(env, "BODYSCRIPT_PRESIGN_EXPIRY_S", 86400, 1, 7 * 86400),
         )
 
 
-def _number(env: Mapping[str, str], name: str, default: float) -> float:
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _raw(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name)
-    if not raw:
+    return raw.strip() if raw and raw.strip() else None
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: float, low: float | None = None, high: float | None = None
+) -> float:
+    """A number within [low, high]; unset or empty means ``default``."""
+    raw = _raw(env, name)
+    if raw is None:
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        raise BodyscriptError(f"{name}={raw!r} must be a number") from None
+        value = math.nan
+    if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+        raise BodyscriptError(f"{name}={raw!r}: use a number {_bounds(low, high)}")
+    return value
 
 
-def _as_uri(location: str) -> str:
-    """Plain paths become absolute ``file://`` URIs; URIs with a scheme are kept as given."""
-    if "://" in location:
+def _integer(
+    env: Mapping[str, str], name: str, default: int, low: int, high: int | None = None, other: str = ""
+) -> int:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if value < low or (high is not None and value > high):
+        raise BodyscriptError(f"{name}={raw!r}: use a whole number {_bounds(low, high)}{' ' + other if other else ''}")
+    return value
+
+
+def _bounds(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f"from {low:g} to {high:g}"
+    if low is not None:
+        return f"of at least {low:g}"
+    return f"of at most {high:g}" if high is not None else ""
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _raw(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in _TRUE:
+        return True
+    if raw.lower() in _FALSE:
+        return False
+    raise BodyscriptError(f"{name}={raw!r}: use true or false (also 1/0, yes/no, on/off)")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (_raw(env, name) or default).lower()
+    if value not in choices:
+        raise BodyscriptError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
+def _uri(env: Mapping[str, str], name: str, default: Path) -> str:
+    """Plain paths become absolute ``file://`` URIs; ``file://`` and ``s3://`` URIs are kept as given."""
+    location = _raw(env, name) or str(default)
+    if "://" not in location:
+        return "file://" + str(Path(location).expanduser().resolve())
+    if location.startswith("file://"):
+        return "file://" + str(Path(location.removeprefix("file://")).expanduser().resolve())
+    if location.startswith("s3://") and location.removeprefix("s3://").strip("/"):
         return location.rstrip("/")
-    return "file://" + str(Path(location).expanduser().resolve())
+    raise BodyscriptError(f"{name}={location!r}: use a local path, a file:// URI or an s3://bucket/prefix URI")
+
+
+def _apart(drop_uri: str, lake_uri: str) -> None:
+    """The drop zone and the lake must not contain each other: the pipeline's own outputs would be ingested
+    again, forever, or a drop would land among the lake's tables."""
+    drop, lake = drop_uri.rstrip("/") + "/", lake_uri.rstrip("/") + "/"
+    if drop.startswith(lake) or lake.startswith(drop):
+        raise BodyscriptError(
+            f"BODYSCRIPT_DROP_URI={drop_uri!r} and BODYSCRIPT_LAKE_URI={lake_uri!r}: neither may lie inside the "
+            "other; use separate folders or prefixes"
+        )

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import VideoError
-from bodyscript_pipeline.lake import VideoLake
+from bodyscript_pipeline.lake import TABLES, VideoLake
 from bodyscript_pipeline.metrics import DetectionCounter, JointStatistics, frame_metrics
 from bodyscript_pipeline.model import ModelFile
 from bodyscript_pipeline.overlay_video import OverlayEncoder, OverlayStyle, frame_at, join_segments, overlay_size
@@ -48,11 +48,14 @@ from bodyscript_pipeline.pose_chunks import (
 )
 from bodyscript_pipeline.pose_service import PoseService
 from bodyscript_pipeline.pose_topology import NUM_LANDMARKS
-from bodyscript_pipeline.sources import load_source
+from bodyscript_pipeline.schemas import FRAMES, VIDEOS
+from bodyscript_pipeline.sources import SourceRecord, load_source
 from bodyscript_pipeline.validation import Limits, check_size
-from bodyscript_pipeline.video_io import FrameIndex, Probe, iter_decoded, probe_video
+from bodyscript_pipeline.video_io import FrameIndex, Probe, decode_limits, iter_decoded, probe_video
 
 Progress = Callable[[int, int], None]
+# Every per-video output folder, each written from one source version.
+OUTPUT_TABLES = (*TABLES, "overlays", "exports")
 METRICS_WINDOW_FRAMES = 2048
 
 
@@ -82,34 +85,79 @@ class FramesResult:
     video_uri: str
 
 
-def extract_frames(lake_uri: str, partition: str, limits: Limits | None = None) -> FramesResult:
+def extract_frames(
+    lake_uri: str, partition: str, limits: Limits | None = None, version: str | None = None
+) -> FramesResult:
     """Check and probe the source, copy it into the lake, and write the frame index every later step reads by.
-    The source object itself is only ever read."""
+    The source object itself is only ever read, and only as ``version`` (default: the registered one)."""
     limits = limits or Limits()
     lake = VideoLake(lake_uri, partition)
     source = load_source(lake_uri, partition)
+    version = version or source.version
     video_uri = source_copy_uri(lake, source.uri)
     name = PurePosixPath(source.uri).name
-    try:
-        size = storage.size_of(source.uri)
-    except FileNotFoundError:
-        raise VideoError(f"{name}: the source object no longer exists ({source.uri})") from None
-    check_size(name, size, limits)
-    with storage.local_copy(source.uri) as local:
+    with tempfile.TemporaryDirectory(prefix="bodyscript-") as tmpdir:
+        # Named as the source, so that messages name it; a name no file can have gets a plain one.
+        usable = name not in ("", ".", "..") and len(name.encode()) <= 200
+        local = Path(tmpdir) / (name if usable else "source" + PurePosixPath(video_uri).suffix)
+        try:
+            storage.fetch_source(source.uri, version, local, limits.max_bytes)
+        except FileNotFoundError:
+            raise VideoError(f"{name}: the source object no longer exists ({source.uri})") from None
+        drop_other_versions(lake, version)  # the pinned version is the current one: the older one's outputs go
+        check_size(name, local.stat().st_size, limits)
         probe, index = probe_video(local, limits)
         storage.put_file(local, video_uri)
     timestamps = [probe.timestamp_ms(p) for p in index.pts]
-    frames = pa.table(
-        {
-            "frame_index": pa.array(range(len(index)), pa.uint32()),
-            "pts": pa.array(index.pts, pa.int64()),
-            "timestamp_ms": pa.array(timestamps, pa.int64()),
-            "keyframe": pa.array(index.keyframe, pa.bool_()),
-        }
-    )
-    write_table("frames", lake.frame_index, frames, {"bodyscript.video_uri": video_uri})
+    columns = {
+        "frame_index": range(len(index)),
+        "pts": index.pts,
+        "timestamp_ms": timestamps,
+        "keyframe": index.keyframe,
+    }
+    frames = pa.table({name: pa.array(columns[name], FRAMES.field(name).type) for name in FRAMES.names})
+    meta = {
+        "bodyscript.video_uri": video_uri,
+        "bodyscript.source_uri": source.uri,
+        "bodyscript.source_version": version,
+    }
+    write_table("frames", lake.frame_index, frames, meta)
     storage.write_bytes(lake.probe, probe.to_json().encode())
-    return FramesResult(probe, source.uri, source.version, lake.frame_index, video_uri)
+    return FramesResult(probe, source.uri, version, lake.frame_index, video_uri)
+
+
+def begin_writing(lake_uri: str, partition: str, run_id: str) -> None:
+    """Hide the partition from the lake's views until :func:`end_writing`: its outputs are about to change."""
+    storage.write_bytes(VideoLake(lake_uri, partition).writing, json.dumps({"run_id": run_id}).encode())
+
+
+def end_writing(lake_uri: str, partition: str) -> None:
+    """Every output of the run is written: the partition's new set shows in the views at once."""
+    storage.delete_tree(VideoLake(lake_uri, partition).writing)
+
+
+def drop_other_versions(lake: VideoLake, version: str) -> None:
+    """Before the first output of a new source version is written, remove every output of the one before: a
+    reader sees the old version's results, or the new one's as far as they go, never a mix of the two. Outputs
+    of the same version are kept (a re-materialization overwrites them file by file)."""
+    try:
+        previous = file_metadata(lake.frame_index).get("bodyscript.source_version")
+    except FileNotFoundError:
+        if not storage.exists(lake.folder("landmarks")):
+            return  # a new partition
+        previous = None
+    if previous != version:
+        for table in OUTPUT_TABLES:
+            storage.delete_tree(lake.folder(table))
+
+
+def frames_source(lake: VideoLake) -> SourceRecord:
+    """The source object and version the partition's frames were made from: what every later output of the
+    partition describes, even after a newer version was registered for its own run."""
+    meta = file_metadata(lake.frame_index)
+    if "bodyscript.source_version" not in meta:  # frames written before the version was recorded
+        return load_source(lake.lake_uri, lake.partition)
+    return SourceRecord(meta["bodyscript.source_uri"], meta["bodyscript.source_version"], 0)
 
 
 def _frame_video_uri(lake: VideoLake) -> str:
@@ -364,7 +412,7 @@ def render_overlay(
                 continue
             part = Path(workdir) / f"part-{start:07d}.mp4"
             with OverlayEncoder(part, probe, style, first_pts=index.pts[start]) as encoder:
-                for i, pts, frame in iter_decoded(video, index, start, stop):
+                for i, pts, frame in iter_decoded(video, index, start, stop, decode_limits(probe)):
                     people, ids = empty, no_ids
                     while pending is not None and pending[0] <= i:
                         if pending[0] == i:
@@ -467,7 +515,7 @@ def compute_metrics(
     per_joint = joints.table()
     summary = detections.summary()
     pose_seconds = float(meta.get("bodyscript.pose_seconds", "0"))
-    source = load_source(lake_uri, partition)
+    source = frames_source(lake)
     video_row: dict[str, object] = {
         "source_uri": source.uri,
         "source_version": source.version,
@@ -490,7 +538,7 @@ def compute_metrics(
         "processed_at_ms": int(time.time() * 1000),
     }
     write_table("video_metrics", lake.table_part("video_metrics"), per_joint)
-    write_table("videos", lake.table_part("videos"), pa.Table.from_pylist([video_row]))
+    write_table("videos", lake.table_part("videos"), pa.Table.from_pylist([video_row], schema=VIDEOS))
     return MetricsResult(
         lake.table_part("frame_metrics"),
         lake.table_part("video_metrics"),

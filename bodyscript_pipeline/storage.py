@@ -2,24 +2,31 @@
 
 S3 credentials and endpoint come from the standard ``AWS_*`` variables and ``AWS_ENDPOINT_URL``
 (MinIO, or any S3-compatible store). Every write is atomic: readers see a complete object or none.
+A run's source is read by :func:`fetch_source`: the version it was launched for, bounded in size.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import shutil
+import stat
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from bodyscript_pipeline.errors import BodyscriptError, SourceChanged, VideoError
+from bodyscript_pipeline.validation import check_bytes
+
 S3_MAX_ATTEMPTS = 5
+COPY_CHUNK = 8 << 20
 
 
 def s3_endpoint_url() -> str | None:
@@ -138,3 +145,98 @@ def local_path(uri: str) -> Path | None:
     """The local path of a ``file://`` URI, or None for remote storage."""
     fs, path = filesystem(uri)
     return Path(path) if isinstance(fs, LocalFileSystem) else None
+
+
+def fetch_source(uri: str, version: str, dest: Path, max_bytes: int) -> None:
+    """Copy the source object's bytes to ``dest`` only if it still is ``version``, and never more than
+    ``max_bytes``: one GetObject with If-Match for ``etag:<etag>`` on S3; for a local file and
+    ``size:<bytes>-mtime:<us>`` (``sources.object_version``), the opened file's own facts before and after the
+    copy. Other versions (``sha256:``) are not checked. Raises ``SourceChanged``, ``VideoError`` (too large,
+    not a regular file) or ``FileNotFoundError``; ``dest`` is left only when complete."""
+    name = PurePosixPath(uri).name
+    try:
+        if uri.startswith("s3://"):
+            _fetch_s3(uri, name, version, dest, max_bytes)
+            return
+        local = local_path(uri)
+        if local is None:
+            raise BodyscriptError(f"{uri}: only local and s3:// sources are read")
+        _fetch_local(local, name, version, dest, max_bytes)
+    except BaseException:
+        dest.unlink(missing_ok=True)
+        raise
+
+
+def _changed(name: str, expected: str, found: str) -> SourceChanged:
+    return SourceChanged(
+        f"{name}: changed since this run was launched (expected {expected}, found {found}); "
+        "the new version is processed by its own run"
+    )
+
+
+def _bounded_copy(read: Callable[[int], bytes], dest: Path, name: str, max_bytes: int) -> int:
+    """Copy what ``read`` gives to ``dest``; a ``VideoError`` as soon as it gives more than ``max_bytes``."""
+    copied = 0
+    with dest.open("wb") as out:
+        while chunk := read(min(COPY_CHUNK, max_bytes + 1 - copied)):
+            copied += len(chunk)
+            check_bytes(name, copied, max_bytes)
+            out.write(chunk)
+    return copied
+
+
+def _fetch_s3(uri: str, name: str, version: str, dest: Path, max_bytes: int) -> None:
+    from botocore.exceptions import ClientError
+
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    request = {"Bucket": bucket, "Key": key}
+    if version.startswith("etag:"):
+        request["IfMatch"] = '"' + version.removeprefix("etag:") + '"'
+    client = s3_client()
+    try:
+        response = client.get_object(**request)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code"))
+        if code in ("PreconditionFailed", "412"):
+            try:
+                found = "etag:" + client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
+            except ClientError:
+                found = "no object"
+            raise _changed(name, version, found) from None
+        if code in ("NoSuchKey", "404"):
+            raise FileNotFoundError(uri) from None
+        raise
+    body = response["Body"]
+    try:
+        check_bytes(name, int(response.get("ContentLength") or 0), max_bytes)
+        _bounded_copy(body.read, dest, name, max_bytes)
+    finally:
+        body.close()
+
+
+def _local_version(facts: os.stat_result) -> str:
+    """``sources.object_version`` of a local file, from the opened file's own facts."""
+    return f"size:{facts.st_size}-mtime:{int(facts.st_mtime * 1_000_000)}"
+
+
+def _fetch_local(path: Path, name: str, version: str, dest: Path, max_bytes: int) -> None:
+    try:
+        # Not a link (to a device, or another user's file), and no wait on a FIFO without a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise VideoError(f"{name}: not a regular file (a symbolic link)") from None
+        raise
+    with os.fdopen(fd, "rb", buffering=0) as source:
+        before = os.fstat(fd)
+        if not stat.S_ISREG(before.st_mode):
+            raise VideoError(f"{name}: not a regular file")
+        os.set_blocking(fd, True)
+        pinned = version.startswith("size:")
+        if pinned and _local_version(before) != version:
+            raise _changed(name, version, _local_version(before))
+        check_bytes(name, before.st_size, max_bytes)
+        copied = _bounded_copy(source.read, dest, name, max_bytes)
+        after = os.fstat(fd)
+        if pinned and (_local_version(after) != version or copied != after.st_size):
+            raise _changed(name, version, _local_version(after))

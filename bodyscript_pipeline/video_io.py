@@ -3,6 +3,8 @@
 Frames are identified by their presentation timestamp (pts), never by seeking arithmetic: the frame
 index maps each frame number to its pts, so any range can be read exactly, whatever the frame rate.
 Rotation metadata (the display matrix) is applied on read, so every downstream step sees upright frames.
+Only the container formats of ``ACCEPTED_FORMATS`` are opened, and every decoded frame is held to the limits
+(its own size, not the header's, and the pixels decoded in all), since a stream can change size mid-way.
 """
 
 from __future__ import annotations
@@ -17,10 +19,25 @@ import av
 import numpy as np
 
 from bodyscript_pipeline.errors import VideoError
-from bodyscript_pipeline.validation import Limits, check_dimensions, check_duration, check_frame_count
+from bodyscript_pipeline.validation import (
+    Limits,
+    check_dimensions,
+    check_duration,
+    check_frame_count,
+    check_pixel_budget,
+)
 
 # Demuxers of still images: a photo renamed .mp4 opens as a one-frame "video" and is not one.
 IMAGE_FORMATS = frozenset({"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "gif", "bmp_pipe", "tiff_pipe"})
+
+# The demuxers (PyAV's ``container.format.name``) of the suffixes in video_names.py, with the names users know.
+ACCEPTED_FORMATS = {
+    "mov,mp4,m4a,3gp,3g2,mj2": "mp4/mov/m4v/3gp",
+    "matroska,webm": "matroska/webm",
+    "avi": "avi",
+    "mpeg": "mpeg-ps",
+    "mpegts": "mpeg-ts",
+}
 
 # Variable frame rate: frame intervals that differ from the median by more than this fraction.
 VFR_TOLERANCE = 0.1
@@ -81,6 +98,10 @@ def _open(path: Path) -> av.container.InputContainer:
     if container.format.name in IMAGE_FORMATS or container.format.name.startswith("image2"):
         container.close()
         raise VideoError(f"{path.name}: a still image ({container.format.name}), not a video")
+    if (found := container.format.name) not in ACCEPTED_FORMATS:
+        container.close()
+        accepted = ", ".join(ACCEPTED_FORMATS.values())
+        raise VideoError(f"{path.name}: container format '{found}' is not accepted (accepted: {accepted})")
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams}) or ["nothing"]
         mp4 = container.format.name.startswith("mov")
@@ -95,6 +116,33 @@ def _declared_duration_s(container: av.container.InputContainer, stream: av.vide
     if stream.duration and stream.time_base:
         return float(stream.duration * stream.time_base)
     return container.duration / 1_000_000 if container.duration else None
+
+
+def _declared_frames(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int | None:
+    """The header's frame count, else its duration times its frame rate; None where it tells neither."""
+    if stream.frames:
+        return int(stream.frames)
+    duration_s = _declared_duration_s(container, stream)
+    rate = float(stream.average_rate or stream.guessed_rate or 0)
+    return round(duration_s * rate) if duration_s and rate else None
+
+
+@dataclass
+class FrameCheck:
+    """Holds each decoded frame to ``max_pixels`` by its own size, and the pixels decoded so far to the budget."""
+
+    name: str
+    limits: Limits
+    pixels: int = 0
+
+    def __call__(self, frame: av.VideoFrame, index: int | None = None) -> None:
+        width, height = int(frame.width), int(frame.height)
+        if width * height > self.limits.max_pixels:
+            check_dimensions(self.name, width, height, self.limits)
+        self.pixels += width * height
+        if self.pixels > self.limits.max_total_pixels:
+            by = "" if index is None else f" by frame {index}"
+            check_pixel_budget(self.name, self.pixels, self.limits, f"pixels decoded{by}")
 
 
 def _reason(exc: BaseException) -> str:
@@ -121,27 +169,32 @@ def probe_video(path: Path, limits: Limits | None = None) -> tuple[Probe, FrameI
     (its rotation, and that the stream decodes at all) and the last group of pictures, where a cut upload
     breaks off. A stream that breaks off keeps the frames before the break and says so in ``decode_error``.
     Packets without timestamps (raw streams) fall back to decoding every frame. The header is checked
-    against ``limits`` before anything is read, the frame count while reading.
+    against ``limits`` before anything is read (frame size, duration, and frames x size against the pixel
+    budget), the frame count and pixel budget while reading, and each decoded frame's own size.
     """
     limits = limits or Limits()
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        check_dimensions(path.name, int(stream.codec_context.width), int(stream.codec_context.height), limits)
+        coded_w, coded_h = int(stream.codec_context.width), int(stream.codec_context.height)
+        check_dimensions(path.name, coded_w, coded_h, limits)
         check_duration(path.name, _declared_duration_s(container, stream), limits)
+        declared = _declared_frames(container, stream)
+        if declared:
+            _check_frames_budget(path.name, declared, coded_w, coded_h, limits)
         demuxed = _demuxed_index(path.name, container, stream, limits)
         time_base = stream.time_base or Fraction(1, 1000)
         average_rate = float(stream.average_rate or stream.guessed_rate or 0)
         codec = stream.codec_context.name
-        coded_w, coded_h = int(stream.codec_context.width), int(stream.codec_context.height)
         container_name = container.format.name
     finally:
         container.close()
+    check = FrameCheck(path.name, limits)
     if demuxed is None:
         index, rotation, decode_error = _decoded_index(path, limits)
     else:
-        index, decode_error, from_start = _decodable_prefix(path, demuxed)
-        index, rotation = _decodable_head(path, index, from_start)
+        index, decode_error, from_start = _decodable_prefix(path, demuxed, check)
+        index, rotation = _decodable_head(path, index, check, from_start)
     pts = index.pts
     intervals = np.diff(np.asarray(pts, dtype=np.int64))
     if len(intervals):
@@ -176,6 +229,11 @@ def probe_video(path: Path, limits: Limits | None = None) -> tuple[Probe, FrameI
     return probe, index
 
 
+def _check_frames_budget(name: str, frames: int, width: int, height: int, limits: Limits) -> None:
+    what = f"pixels to decode ({frames:,} frames of {width}x{height})"
+    check_pixel_budget(name, frames * width * height, limits, what)
+
+
 def _strictly_increasing(pairs: list[tuple[int, bool]]) -> FrameIndex:
     """Presentation order without duplicate timestamps (a repeated pts is one frame)."""
     pts: list[int] = []
@@ -192,8 +250,11 @@ def _demuxed_index(
     name: str, container: av.container.InputContainer, stream: av.video.stream.VideoStream, limits: Limits
 ) -> FrameIndex | None:
     """Each packet's pts and keyframe flag; ``None`` where a packet has no pts. Empty packets and those the
-    container marks as discarded (outside an edit list) are not frames. A read error ends the packets."""
+    container marks as discarded (outside an edit list) are not frames. A read error ends the packets. The
+    count is held to the frame limit and, at the header's frame size, to the pixel budget."""
     pairs: list[tuple[int, bool]] = []
+    width, height = int(stream.codec_context.width), int(stream.codec_context.height)
+    most = min(limits.max_frames, limits.max_total_pixels // max(1, width * height))
     try:
         for packet in container.demux(stream):
             if not packet.size or packet.is_discard:
@@ -201,8 +262,9 @@ def _demuxed_index(
             if packet.pts is None:
                 return None
             pairs.append((int(packet.pts), bool(packet.is_keyframe)))
-            if len(pairs) > limits.max_frames:
+            if len(pairs) > most:
                 check_frame_count(name, len(pairs), limits)
+                _check_frames_budget(name, len(pairs), width, height, limits)
     except av.FFmpegError:
         pass  # the frames read so far are checked by decoding the tail
     if not pairs:
@@ -220,7 +282,9 @@ class Decoded:
     error: str | None
 
 
-def _decodable_prefix(path: Path, index: FrameIndex) -> tuple[FrameIndex, str | None, Decoded | None]:
+def _decodable_prefix(
+    path: Path, index: FrameIndex, check: FrameCheck
+) -> tuple[FrameIndex, str | None, Decoded | None]:
     """The index up to the first frame that does not decode, found by decoding from the last keyframe on.
     A video of one group of pictures (most short clips) is decoded from its start, which also answers
     :func:`_decodable_head`: returned, so it is not decoded twice."""
@@ -237,6 +301,7 @@ def _decodable_prefix(path: Path, index: FrameIndex) -> tuple[FrameIndex, str | 
             container.seek(index.pts[last_key], stream=stream, backward=True, any_frame=False)
         try:
             for frame in container.decode(stream):
+                check(frame)
                 if first:
                     rotation, first = normalize_rotation(frame.rotation), False
                 if frame.pts is not None:
@@ -257,7 +322,7 @@ def _decodable_prefix(path: Path, index: FrameIndex) -> tuple[FrameIndex, str | 
 
 
 def _decodable_head(
-    path: Path, index: FrameIndex, from_start: Decoded | None = None, most: int = 300
+    path: Path, index: FrameIndex, check: FrameCheck, from_start: Decoded | None = None, most: int = 300
 ) -> tuple[FrameIndex, int]:
     """The index without leading frames that do not decode (pictures referring to frames before the start),
     found by decoding the first group of pictures (at most ``most`` frames), unless ``from_start`` already
@@ -278,6 +343,7 @@ def _decodable_head(
         container = _open(path)
         try:
             for frame in container.decode(container.streams.video[0]):
+                check(frame)
                 if not decoded:
                     rotation = normalize_rotation(frame.rotation)
                 if frame.pts is not None:
@@ -308,8 +374,10 @@ def _decoded_index(path: Path, limits: Limits) -> tuple[FrameIndex, int, str | N
         pairs: list[tuple[int, bool]] = []
         rotation = 0
         decode_error: str | None = None
+        check = FrameCheck(path.name, limits)
         try:
             for frame in container.decode(stream):
+                check(frame, len(pairs))
                 if not pairs:
                     rotation = normalize_rotation(frame.rotation)
                 value = frame.pts if frame.pts is not None else (pairs[-1][0] + 1 if pairs else 0)
@@ -327,26 +395,41 @@ def _decoded_index(path: Path, limits: Limits) -> tuple[FrameIndex, int, str | N
         container.close()
 
 
+def decode_limits(probe: Probe) -> Limits:
+    """Limits for decoding a probed video: no frame larger than the probed ones (which passed the configured
+    limits), no more pixels than the probed frames hold. So a stream that grows mid-way is refused wherever it
+    is decoded, without carrying the deployment's limits to every worker."""
+    pixels = max(1, probe.coded_width * probe.coded_height)
+    return Limits(max_pixels=pixels, max_total_pixels=pixels * max(1, probe.frame_count))
+
+
 def iter_frames(
-    path: Path, probe: Probe, index: FrameIndex, start: int = 0, stop: int | None = None
+    path: Path,
+    probe: Probe,
+    index: FrameIndex,
+    start: int = 0,
+    stop: int | None = None,
+    limits: Limits | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(frame_index, pts, upright RGB image)`` for frames ``start <= i < stop``, exactly.
 
     Seeks to the keyframe before ``start`` and identifies frames by pts, so a range read returns the
     same frames as a full read.
     """
-    for i, pts, frame in iter_decoded(path, index, start, stop):
+    for i, pts, frame in iter_decoded(path, index, start, stop, limits):
         yield i, pts, upright(frame.to_ndarray(format="rgb24"), probe.rotation)
 
 
 def iter_decoded(
-    path: Path, index: FrameIndex, start: int = 0, stop: int | None = None
+    path: Path, index: FrameIndex, start: int = 0, stop: int | None = None, limits: Limits | None = None
 ) -> Iterator[tuple[int, int, av.VideoFrame]]:
-    """Like :func:`iter_frames`, but the decoder's own frames, in their own pixel format and orientation."""
+    """Like :func:`iter_frames`, but the decoder's own frames, in their own pixel format and orientation.
+    Every decoded frame (those before ``start`` too) is held to ``limits`` (default: ``Limits()``)."""
     stop = len(index) if stop is None else min(stop, len(index))
     if start >= stop:
         return
     position = {p: i for i, p in enumerate(index.pts[start:stop], start)}
+    check = FrameCheck(path.name, limits or Limits())
     container = _open(path)
     try:
         stream = container.streams.video[0]
@@ -357,6 +440,7 @@ def iter_decoded(
         try:
             for frame in container.decode(stream):
                 i = position.pop(frame.pts, None) if frame.pts is not None else None
+                check(frame, i)
                 if i is None:
                     continue
                 yield i, frame.pts, frame

@@ -6,8 +6,6 @@ standard ``AWS_*`` variables or the pod's mounted identity.
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -23,117 +21,116 @@ from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.validation import Limits
 
 
-def step_io_manager(settings: Settings) -> dg.ConfigurableIOManager | None:
+def step_io_manager(settings: Settings) -> dg.IOManagerDefinition:
     """Where small step outputs (pose ranges and their records) live between pods: beside an S3 lake, in its
-    bucket. ``None`` keeps Dagster's default (files under ``DAGSTER_HOME``), which every local step shares."""
+    bucket; else files under ``DAGSTER_HOME``, which every local step shares. It reads pickles, so its config
+    schema is empty: no launch may point it at other files."""
     if settings.executor != "k8s" or not settings.lake_uri.startswith("s3://"):
-        return None
+        return dg.IOManagerDefinition(
+            resource_fn=lambda init: dg.FilesystemIOManager().create_io_manager(init), config_schema={}
+        )
     # dagster_aws costs more than half a second to import: only the k8s code location on S3 pays for it.
     from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
     bucket, _, prefix = settings.lake_uri.removeprefix("s3://").partition("/")
-    return S3PickleIOManager(
+    manager = S3PickleIOManager(
         s3_resource=S3Resource(endpoint_url=storage.s3_endpoint_url(), region_name=storage.s3_region()),
         s3_bucket=bucket,
         s3_prefix=f"{prefix.strip('/')}/dagster-io".lstrip("/"),
     )
+    return dg.IOManagerDefinition(resource_fn=lambda _: manager, config_schema={})
 
 
-class PipelineResource(dg.ConfigurableResource):
-    """Where the drop zone and lake are, which pose model runs, and how output links are made."""
+def pipeline_resource(settings: Settings) -> dg.ResourceDefinition:
+    """The ``pipeline`` resource of the code location: an empty config schema, so a launch that tries to
+    configure it is refused rather than silently ignored."""
+    pipeline = PipelineResource(settings)
+    return dg.ResourceDefinition(
+        resource_fn=lambda _: pipeline,
+        config_schema={},
+        description="Drop zone, lake, pose model and limits: set by the deployment's environment only.",
+    )
 
-    home: str
-    lake_uri: str
-    drop_uri: str
-    model_variant: str
-    model_source: str
-    model_sha256: str
-    min_visibility: float
-    pose_workers: int
-    pose_delegate: str
-    cost_cpu_pod_hour: float
-    cost_gpu_pod_hour: float
-    max_bytes: int
-    max_duration_s: float
-    max_pixels: int
-    max_frames: int
-    presign_expiry_s: int
-    num_poses: int = 1
-    pose_tiles: int = 0
-    track_max_gap: int = 15
-    fill_max_gap: int = 10
-    smooth_cutoff_hz: float = 6.0
-    metrics_landmarks: str = "cleaned"
-    overlay_max_resolution: int = 720
-    pose_range_frames: int = 9000
-    pose_service_idle_s: float = 0.0
-    quality_min_detection_rate: float = 0.5
-    quality_min_visibility: float = 0.5
-    quality_max_jitter_px: float = 20.0
-    quality_max_filled: float = 0.25
+
+class PipelineResource:
+    """Where the drop zone and lake are, which pose model runs, and how output links are made.
+
+    Deployment settings come from the environment only (``Settings``): this resource has no run config, so
+    nobody who reaches the UI can redirect writes, swap the model or lift the input limits at launch. Bind it
+    as ``dg.ResourceParam[PipelineResource]``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineResource:
-        return cls(
-            home=str(settings.home),
-            lake_uri=settings.lake_uri,
-            drop_uri=settings.drop_uri,
-            model_variant=settings.model_variant,
-            model_source=settings.model_source,
-            model_sha256=settings.model_sha256,
-            min_visibility=settings.min_visibility,
-            pose_workers=settings.pose_workers,
-            pose_delegate=settings.pose_delegate,
-            cost_cpu_pod_hour=settings.cost_cpu_pod_hour,
-            cost_gpu_pod_hour=settings.cost_gpu_pod_hour,
-            max_bytes=settings.limits.max_bytes,
-            max_duration_s=settings.limits.max_duration_s,
-            max_pixels=settings.limits.max_pixels,
-            max_frames=settings.limits.max_frames,
-            presign_expiry_s=settings.presign_expiry_s,
-            num_poses=settings.num_poses,
-            pose_tiles=settings.pose_tiles,
-            track_max_gap=settings.track_max_gap,
-            fill_max_gap=settings.fill_max_gap,
-            smooth_cutoff_hz=settings.smooth_cutoff_hz,
-            metrics_landmarks=settings.metrics_landmarks,
-            overlay_max_resolution=settings.overlay_max_resolution,
-            pose_range_frames=settings.pose_range_frames,
-            pose_service_idle_s=settings.pose_service.idle_s if settings.pose_service else 0.0,
-            quality_min_detection_rate=settings.quality.min_detection_rate,
-            quality_min_visibility=settings.quality.min_visibility,
-            quality_max_jitter_px=settings.quality.max_jitter_px,
-            quality_max_filled=settings.quality.max_filled,
-        )
+        return cls(settings)
 
-    def settings(self) -> Settings:
-        base = Settings.from_env({"BODYSCRIPT_HOME": self.home, "BODYSCRIPT_MODEL": self.model_variant})
-        return dataclasses.replace(
-            base,
-            lake_uri=self.lake_uri,
-            drop_uri=self.drop_uri,
-            model_source=self.model_source,
-            model_sha256=self.model_sha256,
-            min_visibility=self.min_visibility,
-            pose_workers=self.pose_workers,
-            pose_delegate=self.pose_delegate,
-            cost_cpu_pod_hour=self.cost_cpu_pod_hour,
-            cost_gpu_pod_hour=self.cost_gpu_pod_hour,
-            limits=self.limits,
-            presign_expiry_s=self.presign_expiry_s,
-        )
+    @property
+    def lake_uri(self) -> str:
+        return self.settings.lake_uri
+
+    @property
+    def drop_uri(self) -> str:
+        return self.settings.drop_uri
+
+    @property
+    def min_visibility(self) -> float:
+        return self.settings.min_visibility
+
+    @property
+    def pose_workers(self) -> int:
+        return self.settings.pose_workers
+
+    @property
+    def num_poses(self) -> int:
+        return self.settings.num_poses
+
+    @property
+    def smooth_cutoff_hz(self) -> float:
+        return self.settings.smooth_cutoff_hz
+
+    @property
+    def fill_max_gap(self) -> int:
+        return self.settings.fill_max_gap
+
+    @property
+    def metrics_landmarks(self) -> str:
+        return self.settings.metrics_landmarks
+
+    @property
+    def pose_range_frames(self) -> int:
+        return self.settings.pose_range_frames
+
+    @property
+    def pose_delegate(self) -> str:
+        return self.settings.pose_delegate
+
+    @property
+    def cost_cpu_pod_hour(self) -> float:
+        return self.settings.cost_cpu_pod_hour
+
+    @property
+    def cost_gpu_pod_hour(self) -> float:
+        return self.settings.cost_gpu_pod_hour
+
+    @property
+    def presign_expiry_s(self) -> int:
+        return self.settings.presign_expiry_s
 
     @property
     def pose_options(self) -> PoseOptions:
-        return PoseOptions(self.num_poses, self.pose_tiles or None, self.pose_delegate, self.track_max_gap)
+        s = self.settings
+        return PoseOptions(s.num_poses, s.pose_tiles or None, s.pose_delegate, s.track_max_gap)
 
     @property
     def pose_service(self) -> PoseService | None:
-        return PoseService(Path(self.home), self.pose_service_idle_s) if self.pose_service_idle_s > 0 else None
+        return self.settings.pose_service
 
     @property
     def overlay_style(self) -> OverlayStyle:
-        return OverlayStyle(self.overlay_max_resolution, self.min_visibility, label_people=self.num_poses > 1)
+        s = self.settings
+        return OverlayStyle(s.overlay_max_resolution, s.min_visibility, label_people=s.num_poses > 1)
 
     @property
     def cleaning(self) -> CleaningOptions:
@@ -141,20 +138,15 @@ class PipelineResource(dg.ConfigurableResource):
 
     @property
     def quality(self) -> QualityThresholds:
-        return QualityThresholds(
-            self.quality_min_detection_rate,
-            self.quality_min_visibility,
-            self.quality_max_jitter_px,
-            self.quality_max_filled,
-        )
+        return self.settings.quality
 
     @property
     def limits(self) -> Limits:
-        return Limits(self.max_bytes, self.max_duration_s, self.max_pixels, self.max_frames)
+        return self.settings.limits
 
     def model(self) -> ModelFile:
         """The pose model file, fetched into the cache on first use and hash-checked."""
-        return ensure_model(self.settings())
+        return ensure_model(self.settings)
 
     def s3_client(self) -> Any:
         """The S3 client of this process, created once (see ``storage.s3_client``)."""

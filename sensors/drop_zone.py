@@ -7,6 +7,7 @@ import time
 import dagster as dg
 
 from assets import process_video_job, source_video, videos_partitions
+from assets.partitions import SOURCE_URI_TAG, SOURCE_VERSION_TAG
 from bodyscript_pipeline import pose_service
 from bodyscript_pipeline.drop_scan import ScanState, scan
 from bodyscript_pipeline.drop_zone import lister_for
@@ -16,8 +17,6 @@ from bodyscript_pipeline.sources import register_source
 from resources import PipelineResource
 
 DROP_ZONE_SENSOR = "drop_zone_sensor"
-SOURCE_URI_TAG = "bodyscript/source_uri"
-SOURCE_VERSION_TAG = "bodyscript/source_version"
 
 
 def run_key_for(partition: str, version: str) -> str:
@@ -34,17 +33,27 @@ def build_drop_zone_sensor(settings: Settings) -> dg.SensorDefinition:
         description="Lists the drop zone (BODYSCRIPT_DROP_URI) a bounded number of pages per tick and "
         "requests one run per new video version.",
     )
-    def drop_zone_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource) -> dg.SensorResult:
+    def drop_zone_sensor(
+        context: dg.SensorEvaluationContext, pipeline: dg.ResourceParam[PipelineResource]
+    ) -> dg.SensorResult:
+        """A local drop folder is made while the cursor knows no video (first start: ``$BODYSCRIPT_HOME/drop``
+        need not exist); once it knows some, a missing folder or bucket fails the tick, which keeps the cursor,
+        so an unmounted disk neither forgets its videos nor runs them again when it is back."""
         drop_uri = pipeline.drop_uri
         client = pipeline.s3_client() if drop_uri.startswith("s3://") else None
+        state = ScanState.decode(context.cursor)
+        lister = lister_for(
+            drop_uri, s3_client=client, page_size=settings.scan_page_size, create_local_root=not state.known
+        )
         result = scan(
-            lister_for(drop_uri, s3_client=client, page_size=settings.scan_page_size),
-            ScanState.decode(context.cursor),
+            lister,
+            state,
             max_pages=settings.scan_max_pages,
             max_new=settings.scan_max_new,
             settle_seconds=settings.settle_s,
             now=time.time(),
             quota_per_hour=settings.quota_per_hour,
+            global_quota_per_hour=settings.quota_global_per_hour,
         )
         context.log.info(result.describe())
         service = pipeline.pose_service

@@ -1,9 +1,16 @@
 """Retention: a daily schedule that ages out derived artifacts and old run records, and a sensor that
-removes the partitions of source videos deleted from the drop zone. Each has a dry-run mode."""
+removes the partitions of source videos deleted from the drop zone. Each has a dry-run mode.
+
+The UI has no authentication, so what retention removes is the deployment's to say: a run's config may only
+make it keep more (a longer age, a dry run), and the mode is never run config."""
 
 import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
+from pydantic import Field
 
 from assets import videos_partitions
 from bodyscript_pipeline import storage
@@ -16,7 +23,13 @@ RETENTION_JOB = "retention"
 RETENTION_SCHEDULE = "retention_schedule"
 SOURCE_CLEANUP_SENSOR = "source_cleanup_sensor"
 CLEANUP_BATCH = 500
+# A tick where more than this share of the checked partitions' sources vanished, and more than
+# CLEANUP_MAX_VANISHED of them, looks like a broken drop zone (unmounted, renamed), not users deleting videos.
+CLEANUP_MAX_VANISHED_SHARE = 0.10
+CLEANUP_MAX_VANISHED = 5
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+ARTIFACTS_OP = "remove_aged_artifacts"
+RUNS_OP = "purge_old_runs"
 
 
 ARTIFACT_COLUMNS = dg.TableSchema(
@@ -30,75 +43,129 @@ ARTIFACT_COLUMNS = dg.TableSchema(
 
 
 class ArtifactRetentionConfig(dg.Config):
-    older_than_days: float = 30.0
-    mode: str = "delete"
-    dry_run: bool = False
+    older_than_days: float | None = Field(
+        default=None, description="At least BODYSCRIPT_RETENTION_DAYS (unset: that); a run may keep more, never less."
+    )
+    dry_run: bool | None = Field(
+        default=None, description="Unset: BODYSCRIPT_RETENTION_DRY_RUN; true turns a dry run on, never off."
+    )
 
 
 class RunRetentionConfig(dg.Config):
-    older_than_days: float = 90.0
-    dry_run: bool = False
-
-
-@dg.op(out=dg.Out(dg.Nothing), description="Delete or archive derived artifacts older than N days.")
-def remove_aged_artifacts(
-    context: dg.OpExecutionContext, config: ArtifactRetentionConfig, pipeline: PipelineResource
-) -> dg.Output:
-    report = apply_retention(pipeline.lake_uri, config.older_than_days, config.mode, config.dry_run)
-    verb = "would " + config.mode if config.dry_run else config.mode + "d"
-    context.log.info(f"{verb} {len(report.artifacts)} artifact folder(s) of {report.partitions} partition(s)")
-    rows = [
-        dg.TableRecord({"table": a.table, "partition": a.partition, "bytes": a.bytes, "age_days": round(a.age_days, 1)})
-        for a in report.artifacts[:100]
-    ]
-    return dg.Output(
-        None,
-        metadata={
-            "dry_run": config.dry_run,
-            "mode": config.mode,
-            "older_than_days": config.older_than_days,
-            "artifact_folders": len(report.artifacts),
-            "partitions": report.partitions,
-            "bytes": report.bytes,
-            "artifacts": dg.MetadataValue.table(rows, schema=ARTIFACT_COLUMNS),
-        },
+    older_than_days: float | None = Field(
+        default=None, description="At least BODYSCRIPT_RUN_RETENTION_DAYS (unset: that); a run may keep more."
+    )
+    dry_run: bool | None = Field(
+        default=None, description="Unset: BODYSCRIPT_RETENTION_DRY_RUN; true turns a dry run on, never off."
     )
 
 
-@dg.op(out=dg.Out(dg.Nothing), description="Purge finished run records older than N days.")
-def purge_old_runs(context: dg.OpExecutionContext, config: RunRetentionConfig) -> dg.Output:
-    cutoff = time.time() - config.older_than_days * 86400
-    records = context.instance.get_run_records(
-        filters=dg.RunsFilter(statuses=FINISHED, created_before=_as_datetime(cutoff))
+def _refused(description: str) -> dg.Failure:
+    return dg.Failure(description=f"refused run config: {description}", allow_retries=False)
+
+
+def _days(op: str, asked: float | None, floor: float, variable: str) -> float:
+    if asked is None:
+        return floor
+    if not asked >= floor:
+        raise _refused(
+            f"{op}.older_than_days={asked:g}: must be at least {floor:g} ({variable}); a run may keep more, never less"
+        )
+    return asked
+
+
+def _dry_run(op: str, asked: bool | None, settings: Settings) -> bool:
+    if asked is None:
+        return settings.retention_dry_run
+    if settings.retention_dry_run and not asked:
+        raise _refused(f"{op}.dry_run=false: accepts only true, the deployment runs dry (BODYSCRIPT_RETENTION_DRY_RUN)")
+    return asked
+
+
+def _artifact_policy(settings: Settings, config: ArtifactRetentionConfig) -> tuple[float, bool]:
+    days = _days(ARTIFACTS_OP, config.older_than_days, settings.retention_days, "BODYSCRIPT_RETENTION_DAYS")
+    return days, _dry_run(ARTIFACTS_OP, config.dry_run, settings)
+
+
+def _run_policy(settings: Settings, config: RunRetentionConfig) -> tuple[float, bool]:
+    days = _days(RUNS_OP, config.older_than_days, settings.run_retention_days, "BODYSCRIPT_RUN_RETENTION_DAYS")
+    return days, _dry_run(RUNS_OP, config.dry_run, settings)
+
+
+def _check_run_config(settings: Settings, run_config: Mapping[str, Any]) -> None:
+    """Both steps' config, checked by each step before it acts, so a refused one fails the run before anything
+    is removed."""
+    ops = run_config.get("ops") or {}
+    _artifact_policy(settings, ArtifactRetentionConfig(**((ops.get(ARTIFACTS_OP) or {}).get("config") or {})))
+    _run_policy(settings, RunRetentionConfig(**((ops.get(RUNS_OP) or {}).get("config") or {})))
+
+
+def _artifacts_op(settings: Settings) -> dg.OpDefinition:
+    mode = settings.retention_mode
+
+    @dg.op(
+        name=ARTIFACTS_OP, out=dg.Out(dg.Nothing), description="Delete or archive derived artifacts older than N days."
     )
-    old = [r.dagster_run.run_id for r in records if r.dagster_run.run_id != context.run_id]
-    if not config.dry_run:
-        for run_id in old:
-            context.instance.delete_run(run_id)
-    context.log.info(f"{'would purge' if config.dry_run else 'purged'} {len(old)} run record(s)")
-    return dg.Output(
-        None, metadata={"dry_run": config.dry_run, "older_than_days": config.older_than_days, "runs": len(old)}
-    )
+    def remove_aged_artifacts(
+        context: dg.OpExecutionContext, config: ArtifactRetentionConfig, pipeline: dg.ResourceParam[PipelineResource]
+    ) -> dg.Output:
+        _check_run_config(settings, context.run_config)
+        older_than_days, dry_run = _artifact_policy(settings, config)
+        report = apply_retention(pipeline.lake_uri, older_than_days, mode, dry_run)
+        verb = "would " + mode if dry_run else mode + "d"
+        context.log.info(f"{verb} {len(report.artifacts)} artifact folder(s) of {report.partitions} partition(s)")
+        rows = [
+            dg.TableRecord(
+                {"table": a.table, "partition": a.partition, "bytes": a.bytes, "age_days": round(a.age_days, 1)}
+            )
+            for a in report.artifacts[:100]
+        ]
+        return dg.Output(
+            None,
+            metadata={
+                "dry_run": dry_run,
+                "mode": mode,
+                "older_than_days": older_than_days,
+                "artifact_folders": len(report.artifacts),
+                "partitions": report.partitions,
+                "bytes": report.bytes,
+                "artifacts": dg.MetadataValue.table(rows, schema=ARTIFACT_COLUMNS),
+            },
+        )
+
+    return remove_aged_artifacts
 
 
-def _as_datetime(epoch: float):
-    from datetime import UTC, datetime
+def _runs_op(settings: Settings) -> dg.OpDefinition:
+    @dg.op(name=RUNS_OP, out=dg.Out(dg.Nothing), description="Purge finished run records older than N days.")
+    def purge_old_runs(context: dg.OpExecutionContext, config: RunRetentionConfig) -> dg.Output:
+        _check_run_config(settings, context.run_config)
+        older_than_days, dry_run = _run_policy(settings, config)
+        cutoff = datetime.fromtimestamp(time.time() - older_than_days * 86400, tz=UTC)
+        records = context.instance.get_run_records(filters=dg.RunsFilter(statuses=FINISHED, created_before=cutoff))
+        old = [r.dagster_run.run_id for r in records if r.dagster_run.run_id != context.run_id]
+        if not dry_run:
+            for run_id in old:
+                context.instance.delete_run(run_id)
+        context.log.info(f"{'would purge' if dry_run else 'purged'} {len(old)} run record(s)")
+        return dg.Output(None, metadata={"dry_run": dry_run, "older_than_days": older_than_days, "runs": len(old)})
 
-    return datetime.fromtimestamp(epoch, tz=UTC)
+    return purge_old_runs
 
 
 def build_retention(settings: Settings) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
+    remove_aged_artifacts, purge_old_runs = _artifacts_op(settings), _runs_op(settings)
+
     @dg.job(
         name=RETENTION_JOB,
-        description="Age out derived artifacts (never source videos) and purge old run records.",
+        description=f"Age out derived artifacts (never source videos; mode: {settings.retention_mode}) and purge old "
+        "run records. Run config may only make a run keep more than the deployment's settings.",
         config=dg.RunConfig(
             ops={
-                "remove_aged_artifacts": ArtifactRetentionConfig(
-                    older_than_days=settings.retention_days,
-                    mode=settings.retention_mode,
-                    dry_run=settings.retention_dry_run,
+                ARTIFACTS_OP: ArtifactRetentionConfig(
+                    older_than_days=settings.retention_days, dry_run=settings.retention_dry_run
                 ),
-                "purge_old_runs": RunRetentionConfig(
+                RUNS_OP: RunRetentionConfig(
                     older_than_days=settings.run_retention_days, dry_run=settings.retention_dry_run
                 ),
             }
@@ -126,15 +193,22 @@ def build_source_cleanup_sensor(settings: Settings) -> dg.SensorDefinition:
         minimum_interval_seconds=3600,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Removes the partitions of videos deleted from the drop zone (their data stays in the lake "
-        "until retention ages it out).",
+        "until retention ages it out); refuses while the drop zone's root is missing or too many sources vanish "
+        "at once.",
     )
-    def source_cleanup_sensor(context: dg.SensorEvaluationContext, pipeline: PipelineResource) -> dg.SensorResult:
+    def source_cleanup_sensor(
+        context: dg.SensorEvaluationContext, pipeline: dg.ResourceParam[PipelineResource]
+    ) -> dg.SensorResult:
         partitions = sorted(context.instance.get_dynamic_partitions(videos_partitions.name))
         start = int(context.cursor or 0)
         if start >= len(partitions):
             start = 0
         batch = partitions[start : start + CLEANUP_BATCH]
         gone = [key for key in batch if _source_deleted(pipeline, key)]
+        refusal = _cleanup_refusal(pipeline.drop_uri, len(batch), gone) if gone else None
+        if refusal:
+            context.log.error(refusal)
+            return dg.SensorResult(cursor=context.cursor, skip_reason=refusal)
         action = "would remove" if dry_run else "removing"
         message = f"checked {len(batch)} partition(s) from #{start}; {action} {len(gone)}: {', '.join(gone[:20])}"
         context.log.info(message)
@@ -145,6 +219,35 @@ def build_source_cleanup_sensor(settings: Settings) -> dg.SensorDefinition:
         )
 
     return source_cleanup_sensor
+
+
+def _cleanup_refusal(drop_uri: str, checked: int, gone: list[str]) -> str | None:
+    """Why the vanished sources must not be acted on this tick, or None."""
+    missing = _drop_root_missing(drop_uri)
+    if missing:
+        return f"refusing to remove {len(gone)} partition(s): the drop zone root {drop_uri} {missing}"
+    if len(gone) > CLEANUP_MAX_VANISHED and len(gone) > CLEANUP_MAX_VANISHED_SHARE * checked:
+        return (
+            f"refusing to remove partitions: {len(gone)} of {checked} checked sources vanished at once (more than "
+            f"{CLEANUP_MAX_VANISHED_SHARE:.0%} and {CLEANUP_MAX_VANISHED}); check the drop zone {drop_uri}, and "
+            f"delete the partitions by hand if intended: {', '.join(gone[:20])}"
+        )
+    return None
+
+
+def _drop_root_missing(drop_uri: str) -> str | None:
+    """What is wrong with the drop zone's root (local: not a directory; S3: its bucket cannot be reached), or None."""
+    if drop_uri.startswith("s3://"):
+        bucket = drop_uri.removeprefix("s3://").split("/", 1)[0]
+        try:
+            storage.s3_client().head_bucket(Bucket=bucket)
+        except Exception as error:  # any failure to see the bucket: a missing root
+            return f"is missing: bucket {bucket} cannot be reached ({' '.join(str(error).split())})"
+        return None
+    path = storage.local_path(drop_uri)
+    if path is not None and not path.is_dir():
+        return "is missing: not a directory (unmounted or renamed?)"
+    return None
 
 
 def _source_deleted(pipeline: PipelineResource, partition: str) -> bool:

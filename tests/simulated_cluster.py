@@ -107,9 +107,9 @@ def process_video_on_k8s() -> dg.JobDefinition:
 
 
 @contextmanager
-def simulated_k8s(workdir: Path, dagster_home: Path) -> Iterator[tuple[SimulatedCluster, dg.DagsterInstance, Path]]:
+def simulated_k8s(workdir: Path, dagster_home: Path) -> Iterator[tuple[SimulatedCluster, dg.DagsterInstance]]:
     """A simulated cluster behind dagster-k8s's client, and an instance whose run launcher targets it.
-    The caller sets BODYSCRIPT_EXECUTOR=k8s. Yields the cluster, the instance and the kubeconfig."""
+    The caller sets BODYSCRIPT_EXECUTOR=k8s. Yields the cluster and the instance."""
     from dagster_k8s import client as k8s_client
 
     kubeconfig = workdir / "kubeconfig"
@@ -139,16 +139,16 @@ run_launcher:
     )
     try:
         with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-            yield cluster, instance, kubeconfig
+            yield cluster, instance
     finally:
         k8s_client.DagsterKubernetesClient.production_client = original  # type: ignore[method-assign]
 
 
-def run_partition(instance: dg.DagsterInstance, kubeconfig: Path, partition: str) -> dg.ExecutionResult:
-    """The product's process_video job for one partition, through the real k8s_job_executor."""
+def run_partition(instance: dg.DagsterInstance, partition: str) -> dg.ExecutionResult:
+    """The product's process_video job for one partition, through the real k8s_job_executor (which takes its
+    cluster settings from the instance's K8sRunLauncher: its own config is locked)."""
     return dg.execute_job(
         dg.reconstructable(process_video_on_k8s),
         instance=instance,
         tags={"dagster/partition": partition},
-        run_config={"execution": {"config": {"load_incluster_config": False, "kubeconfig_file": str(kubeconfig)}}},
     )

@@ -149,3 +149,33 @@ def test_fleet_summary_follows_new_partitions(bodyscript_home: Settings, demo_vi
     summary = build_fleet_summary(bodyscript_home.lake_uri).table.to_pylist()
     assert [row["video"] for row in summary] == ["short"]
     assert summary[0]["frame_count"] == 15
+
+
+def test_a_partition_being_written_is_left_out_of_the_views_until_its_run_ends(
+    demo_run: DemoRun, tmp_path: Path
+) -> None:
+    """While a run writes a partition's outputs, readers of the views and scans see none of them (never a
+    half-written set); the moment the run ends, they see them all."""
+    import shutil
+
+    from bodyscript_pipeline.steps import begin_writing, end_writing
+
+    lake = tmp_path / "lake"
+    shutil.copytree(demo_run.path(demo_run.settings.lake_uri), lake)
+    lake_uri = f"file://{lake}"
+    con = connect(lake_uri)  # opened before the run starts: the markers are looked up at each query
+
+    def counts() -> dict[str, int]:
+        viewed = {
+            t: con.execute(f"SELECT count(*) FROM {t} WHERE video = '{demo_run.partition}'").fetchall()[0][0]
+            for t in TABLES
+        }
+        scanned = {t: scan(lake_uri, t).filter(pl.col("video") == demo_run.partition).collect().height for t in TABLES}
+        assert viewed == scanned
+        return viewed
+
+    assert all(counts().values())
+    begin_writing(lake_uri, demo_run.partition, "run-1")
+    assert not any(counts().values())
+    end_writing(lake_uri, demo_run.partition)
+    assert all(counts().values())

@@ -96,9 +96,11 @@ def test_daemon_processes_a_drop_once(
     summary = Path(fleet_summary_uri(bodyscript_home.lake_uri).removeprefix("file://"))
     wait_for(lambda: summary.is_file() and key in pl.read_parquet(summary)["video"].to_list(), 180, "fleet summary")
 
-    # The same bytes dropped again (new mtime): further ticks run, no new run.
+    # The same bytes copied again keeping size and mtime (`cp -p`, `rsync -t`): further ticks run, no new run.
     ticks_before = len(sensor_ticks(daemon))
+    dropped = (drop / "lab" / "jump.mp4").stat()
     shutil.copyfile(clip, drop / "lab" / "jump.mp4")
+    os.utime(drop / "lab" / "jump.mp4", ns=(dropped.st_atime_ns, dropped.st_mtime_ns))
     wait_for(lambda: len(sensor_ticks(daemon)) >= ticks_before + 4, 120, "four more sensor ticks")
     assert len(video_runs()) == 1
 
@@ -206,3 +208,82 @@ def test_burst_with_a_broken_video_fails_it_alone(
             if e.user_message.startswith("progress: ")
         }
         assert progress == {"landmarks", "overlays"}, progress
+
+
+def test_a_file_overwritten_while_its_pose_step_runs_ends_as_the_new_version_alone(
+    daemon: dg.DagsterInstance, bodyscript_home: Settings, demo_video: Path, tmp_path: Path
+) -> None:
+    """A long clip is overwritten by a short one while its run's pose step runs. Runs of one partition never
+    overlap; whatever the old run ends as, the partition ends holding exactly the new version's results, equal to
+    processing the new file alone, and nothing of the old version."""
+    old = clip_of(demo_video, tmp_path / "old.mp4", 230, size=(884, 496))
+    new = clip_of(demo_video, tmp_path / "new.mp4", CLIP_FRAMES, size=(320, 240), crop_x=(0.2, 0.7))
+    drop = Path(bodyscript_home.drop_uri.removeprefix("file://"))
+    drop.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(old, drop / "take.mp4")
+    key = partition_key_for("take.mp4")
+
+    def runs() -> list[dg.DagsterRun]:
+        return sorted(daemon.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key})), key=lambda r: r.run_id)
+
+    def pose_running() -> bool:
+        return any(
+            e.user_message.startswith("progress: ") and "(landmarks)" in e.user_message
+            for r in runs()
+            for e in daemon.all_logs(r.run_id)
+        )
+
+    wait_for(pose_running, 300, "the old clip's pose step")
+    shutil.copyfile(new, drop / "take.mp4")
+    new_version = f"size:{(drop / 'take.mp4').stat().st_size}-mtime:{(drop / 'take.mp4').stat().st_mtime_ns // 1000}"
+    wait_for(lambda: len(runs()) >= 2 and all(r.is_finished for r in runs()), 300, "both versions' runs")
+    first, second = sorted(runs(), key=lambda r: daemon.get_run_record_by_id(r.run_id).create_timestamp)
+    assert second.tags["bodyscript/source_version"] == new_version
+    assert second.status == dg.DagsterRunStatus.SUCCESS
+    one, two = (daemon.get_run_record_by_id(r.run_id) for r in (first, second))
+    assert one.end_time is not None and two.start_time is not None and one.end_time <= two.start_time, "overlap"
+    if first.status == dg.DagsterRunStatus.FAILURE:  # it had not copied the source yet: it says why, in one line
+        reasons = [
+            e.dagster_event.step_failure_data.user_failure_data.description
+            for e in daemon.all_logs(first.run_id)
+            if e.is_dagster_event and e.dagster_event.is_step_failure
+        ]
+        assert any("changed since this run was launched" in r for r in reasons), reasons
+
+    # The new file processed alone, in a lake of its own.
+    alone_home = tmp_path / "alone"
+    env = {**os.environ, "BODYSCRIPT_HOME": str(alone_home), "DAGSTER_HOME": str(alone_home / "dagster")}
+    cli = Path(sys.executable).with_name("bodyscript")
+    subprocess.run([str(cli), "process", str(new), "--partition", key], env=env, check=True, timeout=300)
+    lake = VideoLake(bodyscript_home.lake_uri, key)
+    alone = VideoLake(Settings.from_env(env).lake_uri, key)
+
+    def table(where: VideoLake, name: str, uri: str | None = None) -> pl.DataFrame:
+        return pl.read_parquet((uri or where.table_part(name)).removeprefix("file://"))
+
+    assert table(lake, "frames", lake.frame_index).equals(table(alone, "frames", alone.frame_index))
+    got, want = table(lake, "landmarks"), table(alone, "landmarks")
+    assert got.height == want.height == CLIP_FRAMES * 33
+    assert got.select("frame_index", "person", "landmark_id").equals(
+        want.select("frame_index", "person", "landmark_id")
+    )
+    assert (got["x"] - want["x"]).abs().max() < 1e-4
+    assert table(lake, "videos")["source_version"].to_list() == [new_version]
+    assert table(lake, "videos")["frame_count"].to_list() == [CLIP_FRAMES]
+    for name in ("landmarks_clean", "frame_metrics", "quality"):
+        assert table(lake, name).height == table(alone, name).height, name
+
+    def files(where: VideoLake) -> set[str]:
+        root = Path(where.lake_uri.removeprefix("file://"))
+        found = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and f"video={key}" in str(p)}
+        return {f for f in found if not f.startswith("sources/")}
+
+    assert files(lake) == files(alone), "no output of the old version remains, none is missing"
+    assert not Path(lake.writing.removeprefix("file://")).exists(), "the views show the partition again"
+    overlay = Path(lake.overlay.removeprefix("file://"))
+    import av
+
+    with av.open(str(overlay)) as container:
+        stream = container.streams.video[0]
+        assert (stream.width, stream.height) == (320, 240)
+        assert sum(1 for _ in container.decode(stream)) == CLIP_FRAMES

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import re
+import shutil
 import time
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +19,9 @@ import pytest
 from assets import videos_partitions
 from bodyscript_pipeline.drop_scan import RELIST_SECONDS, ScanState, scan
 from bodyscript_pipeline.drop_zone import lister_for
+from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.sources import object_version
 from tests.s3_server import S3Server
 from tests.sensor_harness import DROP_BUCKET, SensorHarness, harness_for
 
@@ -59,6 +66,7 @@ def test_source_is_registered_and_observed(harness: SensorHarness) -> None:
 
 
 def test_identical_reupload_does_not_run_but_a_changed_one_does(harness: SensorHarness) -> None:
+    """On S3 the version is the ETag: the same bytes uploaded again keep it."""
     harness.put("a.mp4", b"first version")
     (first,) = harness.tick().run_requests
     harness.put("a.mp4", b"first version")
@@ -67,6 +75,97 @@ def test_identical_reupload_does_not_run_but_a_changed_one_does(harness: SensorH
     (second,) = harness.tick().run_requests
     assert second.partition_key == first.partition_key
     assert second.run_key != first.run_key
+
+
+@pytest.fixture
+def local_drop(tmp_path: Path) -> Path:
+    return tmp_path / "drop"
+
+
+@pytest.fixture
+def local_harness(
+    bodyscript_home: Settings, s3: S3Server, monkeypatch: pytest.MonkeyPatch, local_drop: Path
+) -> Iterator[SensorHarness]:
+    with harness_for(monkeypatch, s3, BODYSCRIPT_DROP_URI=f"file://{local_drop}", BODYSCRIPT_SETTLE_S="0") as made:
+        yield made
+
+
+def test_local_recopy_keeping_size_and_mtime_does_not_run_but_a_change_does(
+    local_harness: SensorHarness, local_drop: Path, tmp_path: Path
+) -> None:
+    """Locally the version is the listing's size and mtime, never the bytes: the sensor reads no file."""
+    original = tmp_path / "camera" / "a.mp4"
+    original.parent.mkdir()
+    original.write_bytes(b"first version")
+    os.utime(original, (time.time() - 600, time.time() - 600))
+    local_drop.mkdir()
+    shutil.copy2(original, local_drop / "a.mp4")
+    (first,) = local_harness.tick().run_requests
+    version = first.tags["bodyscript/source_version"]
+    assert version == object_version(f"file://{local_drop / 'a.mp4'}"), "the version the run pins"
+
+    shutil.copy2(original, local_drop / "a.mp4")  # copied again: same size, same mtime
+    assert local_harness.tick().run_requests == []
+
+    (local_drop / "a.mp4").write_bytes(b"other version")  # same size, new bytes, new mtime
+    (second,) = local_harness.tick().run_requests
+    assert second.partition_key == first.partition_key
+    assert second.run_key != first.run_key
+
+
+def test_default_local_drop_folder_is_created_on_first_start(
+    bodyscript_home: Settings, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drop = Path(bodyscript_home.drop_uri.removeprefix("file://"))
+    assert not drop.exists()
+    with harness_for(monkeypatch, s3, BODYSCRIPT_DROP_URI=bodyscript_home.drop_uri) as harness:
+        assert harness.tick().run_requests == []
+        assert drop.is_dir(), "the sensor made the drop folder that it has never listed"
+
+
+def test_missing_local_drop_folder_fails_the_tick_and_keeps_the_cursor(
+    local_harness: SensorHarness, local_drop: Path, tmp_path: Path
+) -> None:
+    """An unmounted or renamed drop folder is not an empty one: forgetting its videos would let cleanup
+    delete their partitions, and bringing it back would run them all again."""
+    for name in ("a.mp4", "team/b.mp4"):
+        make_old_file(local_drop / name)
+    assert len(local_harness.tick().run_requests) == 2
+    cursor = local_harness.cursor
+    local_drop.rename(tmp_path / "away")
+
+    with pytest.raises(BodyscriptError, match=re.escape(str(local_drop))) as failed:
+        local_harness.tick()
+    assert "\n" not in str(failed.value)
+    assert local_harness.cursor == cursor
+    assert not local_drop.exists(), "a folder that was listed before is not made again, empty"
+
+    (tmp_path / "away").rename(local_drop)
+    assert local_harness.tick().run_requests == [], "back again: nothing runs twice"
+    assert len(ScanState.decode(local_harness.cursor).known) == 2
+
+
+def test_local_drop_root_that_is_a_file_fails_the_tick(local_harness: SensorHarness, local_drop: Path) -> None:
+    local_drop.write_bytes(b"not a folder")
+    with pytest.raises(BodyscriptError, match=re.escape(str(local_drop))):
+        local_harness.tick()
+
+
+def test_missing_drop_bucket_fails_the_tick_and_keeps_the_cursor(harness: SensorHarness) -> None:
+    harness.put("a.mp4", b"video")
+    assert len(harness.tick().run_requests) == 1
+    cursor = harness.cursor
+    harness.client.delete_object(Bucket=DROP_BUCKET, Key="incoming/a.mp4")
+    harness.client.delete_bucket(Bucket=DROP_BUCKET)
+    with pytest.raises(BodyscriptError, match=DROP_BUCKET):
+        harness.tick()
+    assert harness.cursor == cursor
+
+
+def make_old_file(path: Path, body: bytes = b"video") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(body)
+    os.utime(path, (time.time() - 600, time.time() - 600))
 
 
 def test_same_file_name_in_two_folders_makes_two_partitions(harness: SensorHarness) -> None:
@@ -115,10 +214,20 @@ def test_burst_is_taken_a_bounded_number_per_tick(
 
 
 def test_cursor_round_trips(tmp_path: Path) -> None:
-    state = ScanState(after="x/y.mp4", passes=3, known={b"abcdef": (b"1234", b"5678")}, seen={b"abcdef"})
+    state = ScanState(after="x/y.mp4", passes=3, known={b"abcdef": b"1234"}, seen={b"abcdef"})
     again = ScanState.decode(state.encode())
     assert (again.after, again.passes, again.known, again.seen) == (state.after, 3, state.known, state.seen)
     assert ScanState.decode(None).known == {}
+
+
+def test_version_1_cursor_is_read_without_its_content_digests() -> None:
+    """Upgrading keeps what the sensor knew: nothing already taken runs again."""
+    known = base64.b64encode(zlib.compress(b"abcdef" + b"1234" + b"5678" + b"ghijkl" + b"9abc" + b"defg"))
+    seen = base64.b64encode(zlib.compress(b"abcdef"))
+    old = {"v": 1, "after": "k.mp4", "passes": 2, "known": known.decode(), "seen": seen.decode()}
+    state = ScanState.decode(json.dumps(old))
+    assert state.known == {b"abcdef": b"1234", b"ghijkl": b"9abc"}
+    assert (state.after, state.passes, state.seen) == ("k.mp4", 2, {b"abcdef"})
 
 
 def test_per_prefix_hourly_quota(bodyscript_home: Settings, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -138,6 +247,21 @@ def test_per_prefix_hourly_quota(bodyscript_home: Settings, s3: S3Server, monkey
         later = harness.tick()
         assert sorted(r.partition_key.split("-")[1] for r in later.run_requests) == ["a"] * 4
         assert len(set(harness.run_keys)) == 17
+
+
+def test_global_hourly_quota_is_applied_by_the_sensor(
+    bodyscript_home: Settings, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"BODYSCRIPT_QUOTA_PER_HOUR": "10", "BODYSCRIPT_QUOTA_GLOBAL_PER_HOUR": "5"}
+    with harness_for(monkeypatch, s3, **env) as harness:
+        for i in range(30):
+            harness.put(f"folder-{i:02d}/clip.mp4", str(i).encode())
+        assert len(harness.tick().run_requests) == 5
+        assert harness.tick().run_requests == [], "the other 25 wait for the hour to pass"
+        state = ScanState.decode(harness.cursor)
+        state.taken = {prefix: [t - 3601 for t in times] for prefix, times in state.taken.items()}
+        harness.cursor = state.encode()
+        assert len(harness.tick().run_requests) == 5
 
 
 def test_local_file_is_taken_once_two_listings_agree(tmp_path: Path) -> None:

@@ -54,10 +54,10 @@ def test_partition_runs_through_k8s_job_executor(
     monkeypatch.setenv("BODYSCRIPT_POSE_RANGE_FRAMES", range_frames)
     clip = clip_of(demo_video, tmp_path / "clip.mp4", 12, size=(442, 248))
     home = bodyscript_home.dagster_home
-    with simulated_k8s(tmp_path, home) as (cluster, instance, kubeconfig):
+    with simulated_k8s(tmp_path, home) as (cluster, instance):
         instance.add_dynamic_partitions(videos_partitions.name, ["k8s-clip"])
         register_source(bodyscript_home.lake_uri, "k8s-clip", f"file://{clip}")
-        result = run_partition(instance, kubeconfig, "k8s-clip")
+        result = run_partition(instance, "k8s-clip")
         cluster.wait()
         logs = "\n".join(job.log.read_text(errors="replace")[-2000:] for job in cluster.jobs.values())
         assert result.success, logs

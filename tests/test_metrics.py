@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,6 +21,7 @@ from bodyscript_pipeline.metrics import (
     joint_angles,
     video_metrics,
 )
+from bodyscript_pipeline.parquet_io import read_table, write_table
 from bodyscript_pipeline.pose_topology import LANDMARK_ID, LANDMARK_NAMES, NUM_LANDMARKS, Side, side_of
 from bodyscript_pipeline.schemas import FRAME_METRICS, LANDMARKS, VIDEO_METRICS
 
@@ -287,6 +289,23 @@ def test_frame_metrics_two_people_shuffled_rows() -> None:
     assert knee[1::2] == pytest.approx([30.0] * 5, abs=1e-3)
     assert knee_velocity[0::2] == pytest.approx([50.0] * 5, abs=0.05)
     assert knee_velocity[1::2] == pytest.approx([0.0] * 5, abs=0.05)
+
+
+def test_frame_metrics_of_more_than_255_people_round_trip(tmp_path: Path) -> None:
+    """Track ids are uint16 in every table: a video with 300 tracks keeps each id through a write and a read."""
+    width, height = 320, 180
+    person = normalized_person(spread_pose(), width, height)
+    table = landmarks_table([(0, 0, [person] * 300), (1, 40, [person] * 300)])
+
+    metrics = frame_metrics(table, width, height, 0.5)
+    uri = f"file://{tmp_path}/frame_metrics.parquet"
+    write_table("frame_metrics", uri, metrics)
+    stored = read_table(uri)
+
+    assert stored.schema.remove_metadata().equals(FRAME_METRICS)
+    assert stored["person"].to_pylist() == list(range(300)) * 2
+    assert stored["frame_index"].to_pylist() == [0] * 300 + [1] * 300
+    assert column(stored, velocity_column("left_knee")) == pytest.approx([0.0] * 600, abs=1e-3)
 
 
 def test_frame_metrics_velocity_does_not_link_different_people() -> None:

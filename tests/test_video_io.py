@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from bodyscript_pipeline.errors import VideoError
-from bodyscript_pipeline.video_io import FrameIndex, H264Writer, Probe, iter_frames, probe_video
+from bodyscript_pipeline.validation import Limits
+from bodyscript_pipeline.video_io import ACCEPTED_FORMATS, FrameIndex, H264Writer, Probe, iter_frames, probe_video
 from tests.lake_checks import top_level_boxes
 from tests.video_factory import pattern_frame, pattern_video, write_video
 
@@ -388,3 +390,117 @@ def test_a_listed_frame_that_never_decodes_is_an_error(tmp_path: Path) -> None:
 
     with pytest.raises(VideoError, match="1 frames of the index did not decode, the first is frame 5"):
         list(iter_frames(path, probe, bad, 0, 13))
+
+
+# --- decoder limits: every decoded frame, the pixel budget, the container format -----------------------------
+
+
+def write_switching_video(path: Path, sizes: list[tuple[int, int]], fmt: str = "matroska") -> Path:
+    """Motion JPEG whose header declares the first size while each frame has its own (w, h): every JPEG
+    carries its own size, so the decoder follows a frame size that changes mid-stream."""
+    time_base = Fraction(1, 30)
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream("mjpeg", rate=30)
+        stream.width, stream.height = sizes[0]
+        stream.pix_fmt = "yuvj420p"
+        for i, (width, height) in enumerate(sizes):
+            encoder = av.CodecContext.create("mjpeg", "w")
+            encoder.width, encoder.height, encoder.pix_fmt, encoder.time_base = width, height, "yuvj420p", time_base
+            frame = av.VideoFrame.from_ndarray(pattern_frame(width, height, i), format="rgb24")
+            frame = frame.reformat(format="yuvj420p")
+            frame.pts = i
+            for packet in [*encoder.encode(frame), *encoder.encode(None)]:
+                packet.stream, packet.pts, packet.dts, packet.time_base = stream, i, i, time_base
+                out.mux(packet)
+    return path
+
+
+SMALL_THEN_LARGE = [(WIDTH, HEIGHT)] * 6 + [(1280, 720)] * 6
+SMALL_LIMITS = Limits(max_pixels=WIDTH * HEIGHT * 4)
+
+
+@pytest.mark.parametrize("fmt", ["matroska", "avi"])
+def test_frame_size_switching_mid_stream_is_refused_by_the_probe(tmp_path: Path, fmt: str) -> None:
+    path = write_switching_video(tmp_path / f"switch.{'mkv' if fmt == 'matroska' else 'avi'}", SMALL_THEN_LARGE, fmt)
+    with av.open(str(path)) as container:
+        declared = container.streams.video[0].codec_context
+        assert (declared.width, declared.height) == (WIDTH, HEIGHT), "the header declares the small size"
+
+    with pytest.raises(VideoError) as refused:
+        probe_video(path, SMALL_LIMITS)
+    assert str(refused.value) == f"{path.name}: 1280x720 frames exceed the limit of 12,288 pixels"
+
+
+def test_frame_size_switching_between_probed_frames_is_refused_while_reading(tmp_path: Path) -> None:
+    """The probe decodes only the first and last groups of pictures; a larger frame between them is refused
+    by the read that decodes it."""
+    sizes = [(WIDTH, HEIGHT)] * 4 + [(1280, 720)] * 2 + [(WIDTH, HEIGHT)] * 4
+    path = write_switching_video(tmp_path / "middle.mkv", sizes)
+    probe, index = probe_video(path, SMALL_LIMITS)
+    assert (probe.width, probe.height, probe.frame_count) == (WIDTH, HEIGHT, len(sizes))
+
+    with pytest.raises(VideoError) as refused:
+        list(iter_frames(path, probe, index, limits=SMALL_LIMITS))
+    assert str(refused.value) == f"{path.name}: 1280x720 frames exceed the limit of 12,288 pixels"
+    assert [i for i, _, _ in iter_frames(path, probe, index, 0, 4, limits=SMALL_LIMITS)] == [0, 1, 2, 3]
+
+
+def test_pixel_budget_is_kept_while_decoding(tmp_path: Path) -> None:
+    """The header's estimate (10 frames of 64x48) is in budget; the frames decoded are not."""
+    sizes = [(WIDTH, HEIGHT)] * 4 + [(1280, 720)] * 2 + [(WIDTH, HEIGHT)] * 4
+    path = write_switching_video(tmp_path / "budget.mkv", sizes)
+    limits = Limits(max_total_pixels=1280 * 720 + WIDTH * HEIGHT * 8)
+    probe, index = probe_video(path, limits)
+
+    with pytest.raises(
+        VideoError, match=r"^budget\.mkv: 1,855,488 pixels decoded by frame 5, over the budget of 946,176$"
+    ):
+        list(iter_frames(path, probe, index, limits=limits))
+
+
+def write_in_container(path: Path, fmt: str, codec: str = "libx264", count: int = 6) -> Path:
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        for i in range(count):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pattern_frame(WIDTH, HEIGHT, i), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "codec"),
+    [
+        ("clip.mp4", "mp4", "libx264"),
+        ("clip.mov", "mov", "libx264"),
+        ("clip.m4v", "mp4", "libx264"),
+        ("clip.3gp", "3gp", "libx264"),
+        ("clip.mkv", "matroska", "libx264"),
+        ("clip.webm", "webm", "libvpx-vp9"),
+        ("clip.avi", "avi", "mpeg4"),
+        ("clip.mpg", "mpeg", "mpeg1video"),
+        ("clip.ts", "mpegts", "libx264"),
+    ],
+)
+def test_accepted_container_formats(tmp_path: Path, name: str, fmt: str, codec: str) -> None:
+    probe, index = probe_video(write_in_container(tmp_path / name, fmt, codec))
+    assert probe.container in ACCEPTED_FORMATS and len(index) == 6
+
+
+def test_the_real_clip_is_an_accepted_container(demo_video: Path) -> None:
+    assert probe_video(demo_video)[0].container == "mov,mp4,m4a,3gp,3g2,mj2"
+
+
+@pytest.mark.parametrize(("fmt", "codec"), [("nut", "libx264"), ("flv", "flv")])
+def test_container_format_outside_the_allow_list_is_refused(tmp_path: Path, fmt: str, codec: str) -> None:
+    path = write_in_container(tmp_path / "clip.mp4", fmt, codec)
+    with av.open(str(path)) as container:
+        assert container.format.name == fmt and container.streams.video, "a video PyAV decodes"
+
+    with pytest.raises(VideoError) as refused:
+        probe_video(path)
+    message = str(refused.value)
+    assert message.startswith(f"clip.mp4: container format '{fmt}' is not accepted (accepted: ")
+    assert "\n" not in message and "matroska" in message
