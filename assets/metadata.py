@@ -122,9 +122,16 @@ def landmarks(
 
 
 def overlays(context: Context, pipeline: PipelineResource, result: OverlayResult) -> dict[str, Any]:
+    """The overlay where people look: its thumbnail as an image that opens the video, and a link to it."""
+    link = open_link(pipeline, result.uri)
+    image = f"![overlay thumbnail](data:image/jpeg;base64,{base64.b64encode(result.thumbnail).decode()})"
+    preview_md = f"[{image}]({link})\n\n[Open the overlay video]({link})" if link else image
     return {
         **output_locations(pipeline, uri=result.uri, thumbnail_uri=result.thumbnail_uri),
         **operations(context, pipeline, "derived", result.seconds, result.frames, result.uri, result.thumbnail_uri),
+        **({"overlay_url": dg.MetadataValue.url(link)} if link else {}),
+        "thumbnail": dg.MetadataValue.md(preview_md),
+        "faces_blurred": result.faces_blurred,
         "frames": result.frames,
         "width": result.width,
         "height": result.height,
@@ -132,6 +139,14 @@ def overlays(context: Context, pipeline: PipelineResource, result: OverlayResult
         "encode_seconds": result.seconds,
         "frames_drawn_here": result.frames_drawn,
     }
+
+
+def open_link(pipeline: PipelineResource, uri: str) -> str | None:
+    """Where a browser opens an output: a presigned link on S3, its ``file://`` URI on this machine."""
+    link = pipeline.download_link(uri)
+    if link is None and (local := storage.local_path(uri)) is not None:
+        link = local.as_uri()
+    return link
 
 
 def clean_landmarks(context: Context, pipeline: PipelineResource, result: CleanResult) -> dict[str, Any]:

@@ -65,8 +65,8 @@ OVERLAYS = _spec(
     [LANDMARKS],
     {"video"},
     "The skeleton drawn on every frame: H.264, yuv420p, faststart MP4 with the source's timing (short side at "
-    "most BODYSCRIPT_OVERLAY_MAX_RESOLUTION), and a thumbnail. Joins the segments the pose workers drew with "
-    "the final person ids and draws the rest.",
+    "most BODYSCRIPT_OVERLAY_MAX_RESOLUTION), and a thumbnail, faces blurred (BODYSCRIPT_BLUR_FACES). Joins the "
+    "segments the pose workers drew with the final person ids and draws the rest.",
 )
 CLEAN_LANDMARKS = _spec(
     "clean_landmarks",

@@ -5,9 +5,17 @@ Tables (schemas in :mod:`bodyscript_pipeline.schemas`): ``videos``, ``frames``, 
 ``video``; and ``fleet_summary`` (one file, one row per video). A table with no files yet is empty, with the
 right columns. Works on ``file://`` and ``s3://`` lakes: DuckDB reads S3 through fsspec (no extension to
 download), Polars through its own object store client configured from the same AWS variables.
+
+The DuckDB connection is a sandbox: it reaches files under the lake only (``enable_external_access=false``
+with the lake as the one allowed directory, for local paths and the fsspec filesystem alike), never installs
+or loads an extension, and its configuration is locked once the views exist. Within the lake it could still
+write (DuckDB has no read-only directories): :func:`query` runs one ``SELECT`` only, for SQL from users.
 """
 
 from __future__ import annotations
+
+import tempfile
+import uuid
 
 import duckdb
 import polars as pl
@@ -15,6 +23,7 @@ import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 from bodyscript_pipeline import storage
+from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake import TABLES, WRITING, fleet_summary_uri
 from bodyscript_pipeline.schemas import SCHEMAS
 
@@ -41,31 +50,71 @@ def _empty(table: str) -> pa.Table:
 
 
 def connect(lake_uri: str) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection with one view per lake table."""
-    con = duckdb.connect()
+    """An in-memory DuckDB connection with one view per lake table, confined to the lake (see the module)."""
+    con, local = _sandbox(lake_uri)
+    _writing_view(con, lake_uri, local)
+    for table in VIEWS:
+        _view(con, lake_uri, table, local)
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def _sandbox(lake_uri: str) -> tuple[duckdb.DuckDBPyConnection, bool]:
+    """A connection that reaches files under the lake only; and whether the lake is local."""
+    # DuckDB also allows its spill folder: a private one, never the working directory's ``.tmp``.
+    spill = f"{tempfile.gettempdir()}/bodyscript-duckdb-{uuid.uuid4().hex}"
+    con = duckdb.connect(
+        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False, "temp_directory": spill}
+    )
     fs, _ = storage.filesystem(lake_uri)
     local = isinstance(fs, LocalFileSystem)
     if not local:
-        con.register_filesystem(fs)
-    _writing_view(con, lake_uri, local)
-    for table in VIEWS:
-        if not _has_files(lake_uri, table):
-            con.register(f"_empty_{table}", _empty(table))
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")  # noqa: S608 - names are constants
-            continue
-        pattern = _pattern(lake_uri, table)
-        if local:
-            pattern = pattern.removeprefix("file://")
-        pattern = pattern.replace("'", "''")
-        if table == "fleet_summary":
-            con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}')")  # noqa: S608
-            continue
-        options = ", hive_partitioning = true, hive_types = {'video': VARCHAR}"
-        con.execute(
-            f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}'{options}) "  # noqa: S608
-            f"WHERE video NOT IN (SELECT video FROM {WRITING_VIEW})"
-        )
-    return con
+        con.register_filesystem(fs)  # before external access is off: the lake's S3 objects come through it
+    lake_dir = lake_uri.removeprefix("file://") if local else lake_uri
+    con.execute("SET allowed_directories = ?", [[lake_dir.rstrip("/") + "/"]])
+    con.execute("SET enable_external_access = false")
+    return con, local
+
+
+def _view(con: duckdb.DuckDBPyConnection, lake_uri: str, table: str, local: bool) -> None:
+    if not _has_files(lake_uri, table):
+        con.register(f"_empty_{table}", _empty(table))
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")  # noqa: S608 - names are constants
+        return
+    pattern = _pattern(lake_uri, table)
+    if local:
+        pattern = pattern.removeprefix("file://")
+    pattern = pattern.replace("'", "''")
+    if table == "fleet_summary":
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}')")  # noqa: S608
+        return
+    options = ", hive_partitioning = true, hive_types = {'video': VARCHAR}"
+    con.execute(
+        f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}'{options}) "  # noqa: S608
+        f"WHERE video NOT IN (SELECT video FROM {WRITING_VIEW})"
+    )
+
+
+OUTSIDE = "query reaches outside the lake"
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    """The answer to one user query: a single ``SELECT`` (``WITH``, ``DESCRIBE``, ``SUMMARIZE`` included) on
+    a :func:`connect` connection. Anything else, and any reach outside the lake, is a one-line
+    ``BodyscriptError``."""
+    try:
+        statements = con.extract_statements(sql)
+        if len(statements) != 1:
+            raise BodyscriptError(f"query refused: one SELECT statement at a time (got {len(statements)})")
+        if statements[0].type != duckdb.StatementType.SELECT:
+            verb = (statements[0].query.split(None, 1) or ["?"])[0].upper()
+            raise BodyscriptError(f"query refused: only SELECT statements read the lake (got {verb})")
+        return con.sql(sql).pl()
+    except duckdb.PermissionException as exc:
+        reason = str(exc).splitlines()[0].removeprefix("Permission Error: ")
+        raise BodyscriptError(f"{OUTSIDE}: {reason.split(' - ', 1)[0]}") from None
+    except duckdb.Error as exc:
+        raise BodyscriptError(str(exc).splitlines()[0]) from None
 
 
 WRITING_VIEW = "_writing"

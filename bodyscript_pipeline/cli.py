@@ -2,10 +2,15 @@
 
 - ``bodyscript process VIDEO [--json]``: register the video as a partition and materialize its assets
   through the local Dagster instance, so the run also shows in the UI.
-- ``bodyscript query SQL [--format table|csv|json|parquet] [--output FILE]``: query the lake's DuckDB views.
+- ``bodyscript query SQL [--format table|csv|json|parquet] [--output FILE]``: one SELECT over the lake's DuckDB
+  views, which reach nothing outside the lake.
 - ``bodyscript export PARTITION --format csv|json|trc|mot [--person N] [--output FILE]``: one video's landmarks
   (or one person's OpenSim markers or angles) for other tools.
 - ``bodyscript model``: fetch the pose model into the cache (``make setup`` runs it) and print its path.
+- ``bodyscript monitor [--host 127.0.0.1] [--port 9464]``: serve the instance's and the lake's Prometheus metrics
+  on ``/metrics`` (resources/metrics_exporter.py) until interrupted.
+- ``bodyscript forget PARTITION | --source URI | --source-prefix URI [--include-source]``: erase everything derived
+  from the videos (lake, archive, runs, asset events, partition), verify, and write an audit record.
 
 Expected failures print one line on stderr and exit non-zero; no traceback.
 """
@@ -51,6 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--person", type=int, default=0, help="the person id of a trc or mot export")
     export.add_argument("--output", type=Path, help="write to this file instead of stdout")
     commands.add_parser("model", help="fetch the pose model into the cache and print its path")
+    monitor = commands.add_parser("monitor", help="serve Prometheus metrics of the runs, the queue and the lake")
+    monitor.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    monitor.add_argument("--port", type=int, default=9464)
+    monitor.add_argument("--interval", type=_seconds, default=15.0, help="seconds between reads of the instance")
+    monitor.add_argument("--lake-interval", type=_seconds, default=300.0, help="seconds between walks of the lake")
+    forget = commands.add_parser("forget", help="erase everything derived from a video, verify, write an audit record")
+    target = forget.add_mutually_exclusive_group(required=True)
+    target.add_argument("partition", nargs="?", help="the partition (video) to forget")
+    target.add_argument("--source", metavar="URI", help="every partition registered from this source")
+    target.add_argument("--source-prefix", "--prefix", dest="prefix", metavar="URI", help="sources under this folder")
+    forget.add_argument("--include-source", action="store_true", help="delete the source object too")
+    forget.add_argument("--json", action="store_true", help="print one JSON object describing what was removed")
     args = parser.parse_args(argv)
     if args.command == "process" and args.partition is not None:
         try:
@@ -66,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
             return _query(settings, args.sql, args.format, args.output)
         if args.command == "export":
             return _export(settings, args.partition, args.format, args.output, args.person)
+        if args.command == "forget":
+            return _forget(settings, args.partition, args.source, args.prefix, args.include_source, args.json)
+        if args.command == "monitor":
+            return _monitor(settings, args.host, args.port, args.interval, args.lake_interval)
         return _model(settings)
     except BodyscriptError as exc:
         print(f"bodyscript: error: {exc}", file=sys.stderr)
@@ -73,6 +94,63 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bodyscript: interrupted", file=sys.stderr)
         return 130
+
+
+def _forget(
+    settings: Settings, partition: str | None, source: str | None, prefix: str | None, include: bool, as_json: bool
+) -> int:
+    from bodyscript_pipeline.dagster_home import ensure_dagster_home
+
+    ensure_dagster_home(settings)
+    warnings.filterwarnings("ignore")
+    import dagster as dg
+
+    from sensors.forget import ForgetRequest, forget
+
+    request = ForgetRequest(partition, source, prefix, include)
+    with dg.DagsterInstance.get() as instance:
+        report = forget(instance, settings, request, via="bodyscript forget")
+    if as_json:
+        print(json.dumps(report.as_json()))
+    else:
+        for one in report.forgotten:
+            print(f"{one.partition}:")
+            print("".join(f"  removed {line}\n" for line in one.lines()), end="")
+        print(report.summary())
+        if not report.compacted:
+            print("SQLite files busy, not vacuumed: deleted rows may linger in free pages until `forget` runs again")
+        print(f"audit record: {report.audit_uri}")
+    if report.remaining:
+        left = report.remaining
+        raise BodyscriptError(f"{len(left)} item(s) remain after erasure: {'; '.join(left[:5])}")
+    return 0
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: not a positive number of seconds")
+    return value
+
+
+def _monitor(settings: Settings, host: str, port: int, interval_s: float, lake_interval_s: float) -> int:
+    """Serves until interrupted: Ctrl-C stops it even where a script started it in the background (``make dev``),
+    which would have it ignore SIGINT."""
+    import signal
+
+    from bodyscript_pipeline.dagster_home import ensure_dagster_home
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    ensure_dagster_home(settings)
+    warnings.filterwarnings("ignore")
+
+    import dagster as dg
+
+    from resources.metrics_exporter import serve_metrics
+
+    with dg.DagsterInstance.get() as instance:
+        serve_metrics(instance, settings, host, port, interval_s, lake_interval_s)
+    return 0
 
 
 def _model(settings: Settings) -> int:
@@ -284,16 +362,13 @@ class _ProgressBar:
 
 
 def _query(settings: Settings, sql: str, fmt: str, output: Path | None) -> int:
-    import duckdb
-
-    from bodyscript_pipeline.analytics import connect
+    """One SELECT over the lake's sandboxed views (``analytics.query``); the answer is written by Python, so
+    the query itself never writes a file."""
+    from bodyscript_pipeline.analytics import connect, query
 
     if fmt == "parquet" and output is None:
         raise BodyscriptError("--format parquet needs --output FILE")
-    try:
-        frame = connect(settings.lake_uri).sql(sql).pl()
-    except duckdb.Error as exc:
-        raise BodyscriptError(str(exc).splitlines()[0]) from None
+    frame = query(connect(settings.lake_uri), sql)
     if fmt == "parquet":
         assert output is not None
         frame.write_parquet(output, compression="zstd")

@@ -8,6 +8,7 @@ from assets import PROCESS_VIDEO_ASSETS, PROCESS_VIDEO_JOB, fleet_summary, proce
 from bodyscript_pipeline.settings import Settings
 from resources import pipeline_resource, step_io_manager
 from sensors import build_automation
+from sensors.forget import build_forget_job
 
 __all__ = ["PROCESS_VIDEO_JOB", "build_definitions", "defs"]
 
@@ -43,7 +44,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions(
         executor=executor_for(settings),
         assets=[source_video, *video_assets_for(settings), fleet_summary],
-        jobs=[process_video_job, *automation.jobs],
+        jobs=[process_video_job, *automation.jobs, build_forget_job()],
         sensors=automation.sensors,
         schedules=automation.schedules,
         resources={"pipeline": pipeline_resource(settings), "io_manager": step_io_manager(settings)},

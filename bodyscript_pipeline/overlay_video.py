@@ -6,6 +6,9 @@ With one person per frame nothing drawn depends on person ids, so every segment 
 range. With several, people are labelled with the ids of the worker's own tracker: a segment whose ids all
 equal the merged video's is kept as it is, any other range is drawn again from the source
 (``steps.render_overlay``).
+
+With ``blur_faces`` (the default), each person's head is blurred before the skeleton is drawn on it
+(``face_blur``); the landmarks themselves were measured on the unblurred frames.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import cv2
 import numpy as np
 
 from bodyscript_pipeline.drawing import draw_skeletons_yuv420p
+from bodyscript_pipeline.face_blur import blur_faces_yuv420p
 from bodyscript_pipeline.video_io import H264Writer, Probe
 
 BACKGROUND_FRAMES = 8  # decoded frames waiting for a background encoder at most: memory stays bounded
@@ -31,11 +35,13 @@ BACKGROUND_FRAMES = 8  # decoded frames waiting for a background encoder at most
 class OverlayStyle:
     """How the overlay is drawn: its short side at most ``max_resolution`` pixels (like 720p; 0 keeps the
     source's size), landmarks below ``min_visibility`` left out, and with ``label_people`` (for several
-    people per frame) each person in their id's colour with a ``P<id>`` label; without, one colour."""
+    people per frame) each person in their id's colour with a ``P<id>`` label; without, one colour. With
+    ``blur_faces``, every person's head is blurred under the skeleton."""
 
     max_resolution: int = 720
     min_visibility: float = 0.5
     label_people: bool = False
+    blur_faces: bool = True
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -90,6 +96,7 @@ class OverlayEncoder:
         self._start_pts = probe.start_pts if first_pts is None else first_pts
         self._min_visibility = style.min_visibility
         self._label_people = style.label_people
+        self._blur_faces = style.blur_faces
         self._writer = H264Writer(path, self.width, self.height, probe.time_base, probe.fps, threads=threads)
         # With ``background``, frames are drawn and encoded by a thread of their own, beside whatever the
         # caller does next (pose inference of the next frame): OpenCV and x264 work without the GIL.
@@ -121,6 +128,8 @@ class OverlayEncoder:
 
     def _draw(self, frame: av.VideoFrame, pts: int, people: np.ndarray, ids: np.ndarray) -> None:
         planes = rotate_yuv420p(self._scaled_planes(frame), self._rotation)
+        if self._blur_faces and len(people):
+            blur_faces_yuv420p(planes, people, self._min_visibility)
         draw_skeletons_yuv420p(planes, people, self._min_visibility, ids if self._label_people else None)
         self._writer.write_yuv420p(planes, pts - self._start_pts)
 

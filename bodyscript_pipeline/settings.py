@@ -10,6 +10,7 @@
 | ``BODYSCRIPT_MODEL_SHA256``| the official hash of that model           |
 | ``BODYSCRIPT_MIN_VISIBILITY`` | ``0.5`` (landmarks below are not drawn or measured) |
 | ``BODYSCRIPT_OVERLAY_MAX_RESOLUTION`` | ``720``: the overlay's short side at most (720p); ``0``: the source's |
+| ``BODYSCRIPT_BLUR_FACES``  | ``true``: every person's head is blurred in overlays and thumbnails |
 | ``BODYSCRIPT_MAX_BYTES``, ``_MAX_DURATION_S``, ``_MAX_PIXELS``, ``_MAX_FRAMES``, ``_MAX_TOTAL_PIXELS`` | limits |
 | ``BODYSCRIPT_EXECUTOR``     | ``in_process`` (``multiprocess``: a process per step, or ``k8s`` in a cluster) |
 | ``BODYSCRIPT_POSE_DELEGATE`` | ``cpu``, or ``gpu`` (falls back to CPU with a warning) |
@@ -39,16 +40,20 @@
 | ``BODYSCRIPT_RETENTION_DRY_RUN`` | ``false``; ``true`` (or 1, yes, on): retention only reports what it would remove |
 | ``BODYSCRIPT_RUN_RETENTION_DAYS`` | ``90``: Dagster run records older than this are purged |
 | ``BODYSCRIPT_PRESIGN_EXPIRY_S`` | ``86400``: lifetime of presigned S3 download links in metadata |
+| ``BODYSCRIPT_S3_PUBLIC_ENDPOINT`` | ``AWS_ENDPOINT_URL[_S3]`` or AWS's own: where browsers reach S3 (links) |
+| ``BODYSCRIPT_STEP_RECORDS_URI`` | ``s3://<lake bucket>/<lake prefix>-dagster-io``: step records of k8s pods |
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import SplitResult, urlsplit
 
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.model_catalog import MODEL_VARIANTS
@@ -86,6 +91,7 @@ class Settings:
     smooth_cutoff_hz: float = 6.0
     metrics_landmarks: str = "cleaned"
     overlay_max_resolution: int = 720
+    blur_faces: bool = True
     pose_range_frames: int = 9000
     pose_service_idle_s: float = 300.0
     quality: QualityThresholds = field(default_factory=QualityThresholds)
@@ -101,6 +107,13 @@ class Settings:
     retention_dry_run: bool = False
     run_retention_days: float = 90.0
     presign_expiry_s: int = 86400
+    s3_public_endpoint: str | None = None  # None: AWS's own endpoint
+    step_records_uri: str = ""  # "": step records stay under DAGSTER_HOME (no k8s executor on an S3 lake)
+
+    @property
+    def step_records_on_s3(self) -> bool:
+        """Steps run in pods that share nothing but S3: their records (pickles) go to ``step_records_uri``."""
+        return self.executor == "k8s" and self.lake_uri.startswith("s3://")
 
     @property
     def pose_service(self) -> PoseService | None:
@@ -128,6 +141,7 @@ class Settings:
         lake_uri = _uri(env, "BODYSCRIPT_LAKE_URI", home / "lake")
         drop_uri = _uri(env, "BODYSCRIPT_DROP_URI", home / "drop")
         _apart(drop_uri, lake_uri)
+        executor = _choice(env, "BODYSCRIPT_EXECUTOR", EXECUTORS, "in_process")
         return cls(
             home=home,
             lake_uri=lake_uri,
@@ -141,7 +155,7 @@ class Settings:
             pose_delegate=_choice(env, "BODYSCRIPT_POSE_DELEGATE", ("cpu", "gpu"), "cpu"),
             cost_cpu_pod_hour=_number(env, "BODYSCRIPT_COST_CPU_POD_HOUR", 0.05, 0.0),
             cost_gpu_pod_hour=_number(env, "BODYSCRIPT_COST_GPU_POD_HOUR", 1.00, 0.0),
-            executor=_choice(env, "BODYSCRIPT_EXECUTOR", EXECUTORS, "in_process"),
+            executor=executor,
             k8s_gpu_node_selector=env.get("BODYSCRIPT_K8S_GPU_NODE_SELECTOR") or "bodyscript.io/pool=gpu",
             k8s_cpu_node_selector=env.get("BODYSCRIPT_K8S_CPU_NODE_SELECTOR") or "bodyscript.io/pool=cpu",
             k8s_gpu_taint=env.get("BODYSCRIPT_K8S_GPU_TAINT") or "nvidia.com/gpu",
@@ -159,6 +173,7 @@ class Settings:
             smooth_cutoff_hz=_number(env, "BODYSCRIPT_SMOOTH_CUTOFF_HZ", 6.0, 0.0),
             metrics_landmarks=_choice(env, "BODYSCRIPT_METRICS_LANDMARKS", METRICS_LANDMARKS, "cleaned"),
             overlay_max_resolution=_integer(env, "BODYSCRIPT_OVERLAY_MAX_RESOLUTION", 720, 0),
+            blur_faces=_flag(env, "BODYSCRIPT_BLUR_FACES", True),
             pose_range_frames=_integer(env, "BODYSCRIPT_POSE_RANGE_FRAMES", 9000, 1),
             pose_service_idle_s=_number(env, "BODYSCRIPT_POSE_SERVICE_IDLE_S", 300.0, 0.0),
             quality=QualityThresholds(
@@ -179,6 +194,8 @@ class Settings:
             retention_dry_run=_flag(env, "BODYSCRIPT_RETENTION_DRY_RUN", False),
             run_retention_days=_number(env, "BODYSCRIPT_RUN_RETENTION_DAYS", 90.0, 1.0),
             presign_expiry_s=_integer(env, "BODYSCRIPT_PRESIGN_EXPIRY_S", 86400, 1, 7 * 86400),
+            s3_public_endpoint=_public_endpoint(env, lake_uri),
+            step_records_uri=_step_records(env, lake_uri, drop_uri, executor),
         )
 
 
@@ -270,3 +287,77 @@ def _apart(drop_uri: str, lake_uri: str) -> None:
             f"BODYSCRIPT_DROP_URI={drop_uri!r} and BODYSCRIPT_LAKE_URI={lake_uri!r}: neither may lie inside the "
             "other; use separate folders or prefixes"
         )
+
+
+PUBLIC_ENDPOINT = "BODYSCRIPT_S3_PUBLIC_ENDPOINT"
+_PUBLIC_ACCEPTS = (
+    "use the https:// URL where browsers reach S3 (http:// only on a loopback host: localhost, 127.0.0.1, ::1)"
+)
+
+
+def _public_endpoint(env: Mapping[str, str], lake_uri: str) -> str | None:
+    """Where browsers reach S3; download links are presigned for this host, as SigV4 signs the host. Unset: the
+    S3 endpoint the pipeline uses (AWS's own where none is set), checked only where links are made (an S3 lake)."""
+    internal = _raw(env, "AWS_ENDPOINT_URL_S3") or _raw(env, "AWS_ENDPOINT_URL")
+    raw = _raw(env, PUBLIC_ENDPOINT)
+    if raw is None:
+        if internal is None or not lake_uri.startswith("s3://"):
+            return internal
+        if _browsable(urlsplit(internal)):
+            return internal.rstrip("/")
+        source = "AWS_ENDPOINT_URL_S3" if _raw(env, "AWS_ENDPOINT_URL_S3") else "AWS_ENDPOINT_URL"
+        raise BodyscriptError(
+            f"{PUBLIC_ENDPOINT} is unset, so download links would point at {source}={internal!r}: {_PUBLIC_ACCEPTS}"
+        )
+    if not _browsable(urlsplit(raw)):
+        raise BodyscriptError(f"{PUBLIC_ENDPOINT}={raw!r}: {_PUBLIC_ACCEPTS}")
+    return raw.rstrip("/")
+
+
+def _browsable(url: SplitResult) -> bool:
+    """An origin a browser opens safely: HTTPS, or plain HTTP that never leaves the machine."""
+    try:
+        url.port  # noqa: B018 - raises on an invalid port
+    except ValueError:
+        return False
+    plain = url.path in ("", "/") and not (url.query or url.fragment or url.username or url.password)
+    if not plain or not url.hostname:
+        return False
+    return url.scheme == "https" or (url.scheme == "http" and _loopback(url.hostname))
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+STEP_RECORDS = "BODYSCRIPT_STEP_RECORDS_URI"
+
+
+def _step_records(env: Mapping[str, str], lake_uri: str, drop_uri: str, executor: str) -> str:
+    """Where step records (pickles: whoever writes them runs code in the next pod) live between pods: an S3
+    prefix outside the lake, so that the lake's readers and writers cannot reach them. Unset: a sibling of the
+    lake prefix, ``<lake prefix>-dagster-io``, in the lake's bucket."""
+    raw = _raw(env, STEP_RECORDS)
+    if raw is not None:
+        if not raw.startswith("s3://"):
+            raise BodyscriptError(f"{STEP_RECORDS}={raw!r}: use an s3://bucket/prefix URI outside the lake")
+        uri = _uri(env, STEP_RECORDS, Path())
+    elif lake_uri.startswith("s3://") and "/" in lake_uri.removeprefix("s3://"):
+        uri = f"{lake_uri}-dagster-io"
+    elif lake_uri.startswith("s3://") and executor == "k8s":
+        raise BodyscriptError(
+            f"{STEP_RECORDS} is unset and the lake is the whole bucket {lake_uri}: set it to an s3:// prefix outside "
+            "the lake, e.g. s3://<another bucket>/dagster-io"
+        )
+    else:
+        return ""
+    for name, other in (("BODYSCRIPT_LAKE_URI", lake_uri), ("BODYSCRIPT_DROP_URI", drop_uri)):
+        records, around = uri.rstrip("/") + "/", other.rstrip("/") + "/"
+        if records.startswith(around) or around.startswith(records):
+            raise BodyscriptError(f"{STEP_RECORDS}={uri!r} and {name}={other!r}: neither may lie inside the other")
+    return uri

@@ -381,6 +381,8 @@ class OverlayResult:
     height: int
     seconds: float
     frames_drawn: int  # frames drawn by this step; the others came from the pose workers' segments
+    faces_blurred: bool
+    thumbnail: bytes  # the thumbnail's JPEG, for the UI
 
 
 def render_overlay(
@@ -425,11 +427,14 @@ def render_overlay(
             parts.append(part)
         offsets = [index.pts[start] - probe.start_pts for start, _, _ in ranges]
         frames_written = join_segments(parts, offsets, probe.time_base, out_path)
-        _write_thumbnail(lake.thumbnail, frame_at(out_path, len(index) // 2))
+        thumbnail = _write_thumbnail(lake.thumbnail, frame_at(out_path, len(index) // 2))
         size = overlay_size(probe.width, probe.height, style.max_resolution)
     storage.delete_tree(lake.overlay_segments)
     progress(len(index), len(index))
-    return OverlayResult(lake.overlay, lake.thumbnail, frames_written, *size, time.perf_counter() - started, drawn)
+    seconds = time.perf_counter() - started
+    return OverlayResult(
+        lake.overlay, lake.thumbnail, frames_written, *size, seconds, drawn, style.blur_faces, thumbnail
+    )
 
 
 def _overlay_ranges(
@@ -455,14 +460,16 @@ def _overlay_ranges(
     return ranges
 
 
-def _write_thumbnail(uri: str, image: np.ndarray, max_side: int = 480) -> None:
+def _write_thumbnail(uri: str, image: np.ndarray, max_side: int = 480) -> bytes:
     scale = max_side / max(image.shape[:2])
     if scale < 1:
         image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     if not ok:
         raise RuntimeError("thumbnail could not be encoded")
-    storage.write_bytes(uri, encoded.tobytes())
+    jpeg = encoded.tobytes()
+    storage.write_bytes(uri, jpeg)
+    return jpeg
 
 
 @dataclass(frozen=True)

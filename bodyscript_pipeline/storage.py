@@ -3,6 +3,7 @@
 S3 credentials and endpoint come from the standard ``AWS_*`` variables and ``AWS_ENDPOINT_URL``
 (MinIO, or any S3-compatible store). Every write is atomic: readers see a complete object or none.
 A run's source is read by :func:`fetch_source`: the version it was launched for, bounded in size.
+Download links (:func:`presigned_url`) are signed for the endpoint browsers use, which may differ.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -27,6 +29,9 @@ from bodyscript_pipeline.validation import check_bytes
 
 S3_MAX_ATTEMPTS = 5
 COPY_CHUNK = 8 << 20
+# The longest a presigned link lasts when signed with a session token of unknown expiry: STS's default
+# session length (AssumeRole, web identity), so such a link rarely claims more than its token gives.
+UNKNOWN_EXPIRY_LIFETIME_S = 3600
 
 
 def s3_endpoint_url() -> str | None:
@@ -51,6 +56,69 @@ def _s3_client(endpoint_url: str | None, region: str | None) -> Any:
 
     config = Config(retries={"max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"}, signature_version="s3v4")
     return boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
+
+
+def presigned_url(uri: str, expires_s: int, endpoint: str | None) -> str:
+    """A GET link to an ``s3://`` object, signed for ``endpoint`` (SigV4 signs the host: a link opens only at
+    the host it was signed for, so it is never rewritten afterwards; None: AWS's own). It expires after
+    ``expires_s`` seconds, or sooner when the signing credentials do (:func:`credentials_lifetime_s`)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    session, client = _presigner(endpoint, s3_region(), _aws_variables())
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise BodyscriptError("no S3 credentials to sign download links with (AWS_* variables or a pod identity)")
+    lifetime = credentials_lifetime_s(credentials)
+    expires = expires_s if lifetime is None else max(1, min(expires_s, lifetime))
+    return str(client.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires))
+
+
+def credentials_lifetime_s(credentials: Any) -> int | None:
+    """Seconds the credentials stay valid: temporary ones' own expiry (botocore's refreshable credentials:
+    pod identities, assumed roles, ``AWS_CREDENTIAL_EXPIRATION``), refreshed first where due as signing would;
+    ``UNKNOWN_EXPIRY_LIFETIME_S`` for a session token of unknown expiry; None for long-term keys."""
+    frozen = credentials.get_frozen_credentials()
+    expiry = getattr(credentials, "_expiry_time", None)  # botocore has no public accessor
+    if isinstance(expiry, datetime):
+        return int((expiry - datetime.now(UTC)).total_seconds())
+    return UNKNOWN_EXPIRY_LIFETIME_S if frozen.token else None
+
+
+def _aws_variables() -> tuple[tuple[str, str], ...]:
+    """The ``AWS_*`` environment, so that a process whose credentials change gets a new signer."""
+    return tuple(sorted((name, value) for name, value in os.environ.items() if name.startswith("AWS_")))
+
+
+@functools.cache
+def _presigner(endpoint: str | None, region: str | None, _environment: tuple[tuple[str, str], ...]) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(region_name=region)
+    # MinIO and other S3-compatible endpoints serve buckets as paths; AWS's own picks virtual hosts.
+    options: dict[str, Any] = {"s3": {"addressing_style": "path"}} if endpoint else {}
+    config = Config(signature_version="s3v4", **options)
+    return session, session.client("s3", endpoint_url=endpoint, config=config)
+
+
+def delete_prefix(uri: str, max_pages: int = 10) -> int:
+    """Delete the objects under the ``s3://bucket/prefix/`` folder, at most ``max_pages`` listing pages of up to
+    1,000 keys per call (the rest on the next); returns how many were deleted."""
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    client = s3_client()
+    deleted = 0
+    for _ in range(max_pages):
+        listing = client.list_objects_v2(Bucket=bucket, Prefix=prefix)
+        keys = [{"Key": item["Key"]} for item in listing.get("Contents", [])]
+        if keys:
+            answer = client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            if answer.get("Errors"):
+                error = answer["Errors"][0]
+                raise BodyscriptError(f"s3://{bucket}/{error.get('Key')}: not deleted ({error.get('Code')})")
+            deleted += len(keys)
+        if not listing.get("IsTruncated"):
+            break
+    return deleted
 
 
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:

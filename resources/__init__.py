@@ -22,21 +22,23 @@ from bodyscript_pipeline.validation import Limits
 
 
 def step_io_manager(settings: Settings) -> dg.IOManagerDefinition:
-    """Where small step outputs (pose ranges and their records) live between pods: beside an S3 lake, in its
-    bucket; else files under ``DAGSTER_HOME``, which every local step shares. It reads pickles, so its config
-    schema is empty: no launch may point it at other files."""
-    if settings.executor != "k8s" or not settings.lake_uri.startswith("s3://"):
+    """Where small step outputs (pose ranges and their records) live between pods: under k8s on an S3 lake,
+    ``BODYSCRIPT_STEP_RECORDS_URI``, outside the lake (they are pickles: whoever can write them runs code in
+    the next pod, so only the pipeline may), until the run ends (sensors/step_records.py); else files under
+    ``DAGSTER_HOME``, which every local step shares. Its config schema is empty: no launch may point it at
+    other files."""
+    if not settings.step_records_on_s3:
         return dg.IOManagerDefinition(
             resource_fn=lambda init: dg.FilesystemIOManager().create_io_manager(init), config_schema={}
         )
     # dagster_aws costs more than half a second to import: only the k8s code location on S3 pays for it.
     from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
-    bucket, _, prefix = settings.lake_uri.removeprefix("s3://").partition("/")
-    manager = S3PickleIOManager(
+    bucket, _, prefix = settings.step_records_uri.removeprefix("s3://").partition("/")
+    manager = S3PickleIOManager(  # keys: <prefix>/storage/<run_id>/<step>/<output>
         s3_resource=S3Resource(endpoint_url=storage.s3_endpoint_url(), region_name=storage.s3_region()),
         s3_bucket=bucket,
-        s3_prefix=f"{prefix.strip('/')}/dagster-io".lstrip("/"),
+        s3_prefix=prefix.strip("/"),
     )
     return dg.IOManagerDefinition(resource_fn=lambda _: manager, config_schema={})
 
@@ -130,7 +132,9 @@ class PipelineResource:
     @property
     def overlay_style(self) -> OverlayStyle:
         s = self.settings
-        return OverlayStyle(s.overlay_max_resolution, s.min_visibility, label_people=s.num_poses > 1)
+        return OverlayStyle(
+            s.overlay_max_resolution, s.min_visibility, label_people=s.num_poses > 1, blur_faces=s.blur_faces
+        )
 
     @property
     def cleaning(self) -> CleaningOptions:
@@ -153,11 +157,9 @@ class PipelineResource:
         return storage.s3_client()
 
     def download_link(self, uri: str) -> str | None:
-        """A presigned, expiring HTTPS link for an ``s3://`` object; None for local files."""
+        """A presigned, expiring link for an ``s3://`` object at the public endpoint (HTTPS, or loopback HTTP:
+        ``BODYSCRIPT_S3_PUBLIC_ENDPOINT``), never valid longer than the credentials that signed it; None for
+        local files."""
         if not uri.startswith("s3://"):
             return None
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        # Signature V4 (the client's): what MinIO and every current S3 region accept, with an explicit expiry.
-        return self.s3_client().generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=self.presign_expiry_s
-        )
+        return storage.presigned_url(uri, self.presign_expiry_s, self.settings.s3_public_endpoint)

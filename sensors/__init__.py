@@ -1,4 +1,4 @@
-"""Sensors and schedules: drop-zone automation and retention."""
+"""Sensors and schedules: drop-zone automation, retention, and the cleanup of ended runs' step records."""
 
 from dataclasses import dataclass
 
@@ -14,6 +14,7 @@ from sensors.retention import (
     build_retention,
     build_source_cleanup_sensor,
 )
+from sensors.step_records import STEP_RECORDS_SENSOR, build_step_records_sensor
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,11 @@ def build_automation(settings: Settings) -> Automation:
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=60,  # a rebuild is a run: a burst of drops should not pay for one every 30 s
     )
+    sensors = [build_drop_zone_sensor(settings), build_source_cleanup_sensor(settings), fleet_sensor]
+    if settings.step_records_on_s3:  # elsewhere they stay in DAGSTER_HOME, as Dagster keeps them
+        sensors.append(build_step_records_sensor(settings))
     return Automation(
-        sensors=[build_drop_zone_sensor(settings), build_source_cleanup_sensor(settings), fleet_sensor],
+        sensors=sensors,
         schedules=[retention_schedule],
         jobs=[retention_job],
     )
@@ -48,6 +52,7 @@ __all__ = [
     "RETENTION_JOB",
     "RETENTION_SCHEDULE",
     "SOURCE_CLEANUP_SENSOR",
+    "STEP_RECORDS_SENSOR",
     "Automation",
     "build_automation",
 ]

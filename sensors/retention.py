@@ -238,9 +238,12 @@ def _cleanup_refusal(drop_uri: str, checked: int, gone: list[str]) -> str | None
 def _drop_root_missing(drop_uri: str) -> str | None:
     """What is wrong with the drop zone's root (local: not a directory; S3: its bucket cannot be reached), or None."""
     if drop_uri.startswith("s3://"):
-        bucket = drop_uri.removeprefix("s3://").split("/", 1)[0]
+        bucket, _, prefix = drop_uri.removeprefix("s3://").partition("/")
+        prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
         try:
-            storage.s3_client().head_bucket(Bucket=bucket)
+            # A listing of the drop prefix: what the pipeline's policy allows (HeadBucket needs an unconditioned
+            # s3:ListBucket, which it does not have).
+            storage.s3_client().list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
         except Exception as error:  # any failure to see the bucket: a missing root
             return f"is missing: bucket {bucket} cannot be reached ({' '.join(str(error).split())})"
         return None

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -20,17 +20,10 @@ from bodyscript_pipeline.partition_keys import partition_key_for
 from bodyscript_pipeline.settings import Settings
 from sensors import DROP_ZONE_SENSOR
 from tests.video_factory import clip_of
+from tests.waits import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP_FRAMES = 20
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(1)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -12,7 +13,14 @@ import yaml
 from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job, get_user_defined_k8s_config
 
 from bodyscript_pipeline.definitions import PROCESS_VIDEO_JOB, build_definitions
-from bodyscript_pipeline.k8s_pods import GPU_RESOURCE, k8s_config
+from bodyscript_pipeline.k8s_pods import (
+    CONTAINER_SECURITY_CONTEXT,
+    GPU_RESOURCE,
+    K8S_CONFIG_TAG,
+    POD_SECURITY_CONTEXT,
+    STEP_SERVICE_ACCOUNT,
+    k8s_config,
+)
 from bodyscript_pipeline.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +66,7 @@ def test_step_jobs_place_pose_on_gpu_and_the_rest_on_cpu(defs: dg.Definitions, a
     (container,) = pod["containers"]
     limits = container["resources"]["limits"]
     requests = container["resources"]["requests"]
-    assert {"cpu", "memory"} <= limits.keys() and {"cpu", "memory"} <= requests.keys()
+    assert {"cpu", "memory", "ephemeral-storage"} <= limits.keys() & requests.keys()
     env = {e["name"]: e.get("value") for e in container.get("env", [])}
     if asset in GPU_STEPS:
         assert str(limits[GPU_RESOURCE]) == str(requests[GPU_RESOURCE]) == "1"
@@ -94,7 +102,21 @@ def test_pools_and_taint_are_settings(tmp_path: Path) -> None:
     gpu = k8s_config("pose", settings)["pod_spec_config"]
     assert gpu["node_selector"] == {"pool": "gpu-a10", "zone": "b"}
     assert gpu["tolerations"][0]["key"] == "gpu-only"
-    assert k8s_config("derived", settings)["pod_spec_config"] == {"node_selector": {"pool": "general"}}
+    cpu = k8s_config("derived", settings)["pod_spec_config"]
+    assert cpu["node_selector"] == {"pool": "general"} and "tolerations" not in cpu
+
+
+@pytest.mark.parametrize("asset", STEPS)
+def test_step_pod_settings_are_in_the_op_tags(defs: dg.Definitions, asset: str) -> None:
+    """The security context, account and volumes of each step pod show in its job definition's op tags."""
+    config = json.loads(step_op(defs, asset).tags[K8S_CONFIG_TAG])
+    container, pod = config["container_config"], config["pod_spec_config"]
+    assert container["security_context"] == CONTAINER_SECURITY_CONTEXT
+    assert container["security_context"]["read_only_root_filesystem"] is True
+    assert pod["security_context"] == POD_SECURITY_CONTEXT
+    assert pod["service_account_name"] == STEP_SERVICE_ACCOUNT and pod["automount_service_account_token"] is False
+    assert {"ephemeral-storage"} <= container["resources"]["requests"].keys() & container["resources"]["limits"].keys()
+    assert [v["name"] for v in pod["volumes"]] == ["scratch", "staging"]
 
 
 def test_deploy_manifests_are_valid_kubernetes() -> None:

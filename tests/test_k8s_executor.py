@@ -4,14 +4,17 @@ per further frame range."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import dagster as dg
 import polars as pl
 import pytest
+from dagster_k8s.job import DagsterK8sJobConfig, UserDefinedDagsterK8sConfig, construct_dagster_k8s_job
+from kubernetes.client import V1Job
 
 from assets import videos_partitions
-from bodyscript_pipeline.k8s_pods import GPU_RESOURCE
+from bodyscript_pipeline.k8s_pods import GPU_RESOURCE, STEP_SERVICE_ACCOUNT, k8s_config
 from bodyscript_pipeline.lake import VideoLake
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.sources import register_source
@@ -22,8 +25,10 @@ VIDEO_ASSETS = ("frames", "landmarks", "overlays", "clean_landmarks", "metrics",
 
 
 def check_jobs(cluster: SimulatedCluster, dagster_home: Path) -> None:
-    for job, step in zip(cluster.jobs.values(), cluster.steps(), strict=True):
-        (container,) = job.body.spec.template.spec.containers
+    for job, step in zip(cluster.step_jobs(), cluster.steps(), strict=True):
+        pod = job.body.spec.template.spec
+        assert pod.service_account_name == STEP_SERVICE_ACCOUNT and pod.automount_service_account_token is False
+        (container,) = pod.containers
         assert container.args[:3] == ["dagster", "api", "execute_step"]
         assert container.image == "registry.example.com/bodyscript:1.0"
         on_gpu = step in ("pose", "infer_pose_range")
@@ -31,7 +36,7 @@ def check_jobs(cluster: SimulatedCluster, dagster_home: Path) -> None:
         env = {e.name: e.value for e in container.env}
         assert env["DAGSTER_HOME"] == str(dagster_home)
         assert (env.get("BODYSCRIPT_POSE_DELEGATE") == "gpu") == on_gpu, step
-        assert job.process.returncode == 0
+        assert job.process is not None and job.process.returncode == 0, "ran with no token, as restricted"
 
 
 @pytest.mark.parametrize(
@@ -59,8 +64,7 @@ def test_partition_runs_through_k8s_job_executor(
         register_source(bodyscript_home.lake_uri, "k8s-clip", f"file://{clip}")
         result = run_partition(instance, "k8s-clip")
         cluster.wait()
-        logs = "\n".join(job.log.read_text(errors="replace")[-2000:] for job in cluster.jobs.values())
-        assert result.success, logs
+        assert result.success, cluster.logs()
         for asset in VIDEO_ASSETS:
             event = instance.get_latest_materialization_event(dg.AssetKey(asset))
             assert event is not None and event.asset_materialization is not None, asset
@@ -82,3 +86,38 @@ def test_partition_runs_through_k8s_job_executor(
     assert merged["frame_index"].unique().sort().to_list() == list(range(12)), "each frame once, from every range"
     assert merged["frame_index"].to_list() == sorted(merged["frame_index"].to_list())
     assert not Path(lake.pose_ranges.removeprefix("file://")).exists(), "the ranges' files are removed once merged"
+
+
+def step_pod(tmp_path: Path) -> dict:
+    return k8s_config("derived", Settings.from_env({"BODYSCRIPT_HOME": str(tmp_path)}))
+
+
+def pod_job(tmp_path: Path, name: str, code: str, pod: dict) -> V1Job:
+    """A Job running ``code`` in Python, built by dagster-k8s with a step's container and ``pod`` as pod settings."""
+    config = UserDefinedDagsterK8sConfig(container_config=step_pod(tmp_path)["container_config"], pod_spec_config=pod)
+    return construct_dagster_k8s_job(
+        DagsterK8sJobConfig(job_image="registry.example.com/bodyscript:1.0", instance_config_map="dagster-instance"),
+        args=[sys.executable, "-c", code],
+        job_name=name,
+        user_defined_k8s_config=config,
+    )
+
+
+def test_simulated_pods_hold_credentials_only_with_a_token_and_must_be_restricted(tmp_path: Path) -> None:
+    """The cluster the executor tests run on is as strict as the real one: a pod without a service account token
+    cannot load the cluster's credentials, one with it can, and a pod the namespace's Pod Security level forbids
+    never runs."""
+    restricted = step_pod(tmp_path)["pod_spec_config"]
+    load = "import kubernetes; kubernetes.config.load_kube_config()"
+    with simulated_k8s(tmp_path, tmp_path / "dagster") as (cluster, _):
+        cluster.create_namespaced_job("bodyscript", pod_job(tmp_path, "no-token", load, restricted))
+        cluster.create_namespaced_job(
+            "bodyscript", pod_job(tmp_path, "token", load, {**restricted, "automount_service_account_token": True})
+        )
+        privileged = {**restricted, "host_pid": True}
+        cluster.create_namespaced_job("bodyscript", pod_job(tmp_path, "host-pid", "print('ran')", privileged))
+        cluster.wait()
+    codes = {name: job.process.returncode for name, job in cluster.jobs.items() if job.process}
+    assert codes["no-token"] != 0 and "kube-config" in cluster.jobs["no-token"].log.read_text()
+    assert codes["token"] == 0
+    assert codes["host-pid"] != 0 and "hostPID" in cluster.jobs["host-pid"].log.read_text()

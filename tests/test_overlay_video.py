@@ -112,6 +112,7 @@ def test_overlay_ranges_reuse_only_matching_present_segments(tmp_path: Path) -> 
         (0, 40, uris[0]), (40, 70, None), (70, 100, uris[1]), (100, 150, None),
     ]  # fmt: skip
     assert _overlay_ranges(meta, OverlayStyle(480, 0.5), 150) == [(0, 150, None)]
+    assert _overlay_ranges(meta, OverlayStyle(720, 0.5, blur_faces=False), 150) == [(0, 150, None)], "faces shown"
     assert _overlay_ranges({}, style, 150) == [(0, 150, None)]
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dagster as dg
+import duckdb
 import polars as pl
 import pytest
 
@@ -16,6 +18,7 @@ from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.storage import read_bytes
 from tests.s3_server import S3Server
 from tests.sensor_harness import DROP_BUCKET, LAKE_BUCKET, harness_for
+from tests.test_presign import signed_for_its_host
 from tests.video_factory import clip_of
 
 CLIP_FRAMES = 30
@@ -25,7 +28,8 @@ def test_drop_and_lake_on_s3(
     bodyscript_home: Settings, s3: S3Server, monkeypatch: pytest.MonkeyPatch, demo_video: Path, tmp_path: Path
 ) -> None:
     clip = clip_of(demo_video, tmp_path / "clip.mp4", CLIP_FRAMES, size=(884, 496))
-    with harness_for(monkeypatch, s3) as harness:
+    public = f"http://localhost:{urlsplit(s3.endpoint).port}"  # browsers' name for the S3 the pods reach
+    with harness_for(monkeypatch, s3, BODYSCRIPT_S3_PUBLIC_ENDPOINT=public) as harness:
         harness.put("athletes/demo.mp4", clip.read_bytes())
         source_etag = harness.client.head_object(Bucket=DROP_BUCKET, Key="incoming/athletes/demo.mp4")["ETag"]
         (request,) = harness.tick().run_requests
@@ -60,14 +64,15 @@ def test_drop_and_lake_on_s3(
         head = harness.client.head_object(Bucket=DROP_BUCKET, Key="incoming/athletes/demo.mp4")
         assert head["ETag"] == source_etag
 
-        # Presigned, expiring links for the overlay: fetchable over HTTP without credentials.
+        # Presigned, expiring links for the overlay, signed for the public endpoint: fetchable without credentials.
         (overlay_event,) = [
             e.materialization
             for e in result.get_asset_materialization_events()
             if e.asset_key == dg.AssetKey("overlays")
         ]
         link = overlay_event.metadata["uri_download"].value
-        assert link.startswith(s3.endpoint) and "X-Amz-Expires=86400" in link and "X-Amz-Signature=" in link
+        assert link.startswith(f"{public}/") and "X-Amz-Expires=86400" in link and "X-Amz-Signature=" in link
+        assert signed_for_its_host(link, s3.env["AWS_SECRET_ACCESS_KEY"])
         with urllib.request.urlopen(link, timeout=10) as response:
             body = response.read()
         assert body[4:8] == b"ftyp"
@@ -85,3 +90,5 @@ def test_drop_and_lake_on_s3(
         assert con.execute("SELECT count(*) FROM landmarks").fetchone()[0] == landmarks.height
         video, frames = con.execute("SELECT video, frame_count FROM videos").fetchone()
         assert (video, frames) == (key, CLIP_FRAMES)
+        with pytest.raises(duckdb.PermissionException):  # the drop zone is not the lake
+            con.execute(f"SELECT * FROM read_blob('s3://{DROP_BUCKET}/incoming/athletes/demo.mp4')").fetchall()
