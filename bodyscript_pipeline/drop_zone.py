@@ -47,7 +47,7 @@ class DropObject:
     @property
     def stat_token(self) -> str:
         """The object's version, from its listing alone; locally the format of ``sources.object_version``."""
-        return f"etag:{self.etag}" if self.etag else f"size:{self.size}-mtime:{int(self.mtime * 1_000_000)}"
+        return f"etag:{self.etag}" if self.etag else storage.file_version(self.size, self.mtime)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def object_version(uri: str) -> str:
     mtime = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
     if hasattr(mtime, "timestamp"):
         mtime = mtime.timestamp()
-    return f"size:{info['size']}-mtime:{int(float(mtime) * 1_000_000)}"
+    return storage.file_version(int(info["size"]), float(mtime))
 
 
 def register_source(lake_uri: str, partition: str, uri: str, version: str | None = None) -> SourceRecord:

@@ -282,9 +282,14 @@ def _fetch_s3(uri: str, name: str, version: str, dest: Path, max_bytes: int) -> 
         body.close()
 
 
+def file_version(size: int, mtime: float) -> str:
+    """The version of a file without an ETag, from its listing facts: what the drop zone takes, the source
+    registry records and a run pins (``size:<bytes>-mtime:<microseconds>``)."""
+    return f"size:{size}-mtime:{int(mtime * 1_000_000)}"
+
+
 def _local_version(facts: os.stat_result) -> str:
-    """``sources.object_version`` of a local file, from the opened file's own facts."""
-    return f"size:{facts.st_size}-mtime:{int(facts.st_mtime * 1_000_000)}"
+    return file_version(facts.st_size, facts.st_mtime)
 
 
 def _fetch_local(path: Path, name: str, version: str, dest: Path, max_bytes: int) -> None:

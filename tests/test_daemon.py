@@ -15,6 +15,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from bodyscript_pipeline import storage
 from bodyscript_pipeline.lake import VideoLake, fleet_summary_uri
 from bodyscript_pipeline.partition_keys import partition_key_for
 from bodyscript_pipeline.settings import Settings
@@ -228,7 +229,8 @@ def test_a_file_overwritten_while_its_pose_step_runs_ends_as_the_new_version_alo
 
     wait_for(pose_running, 300, "the old clip's pose step")
     shutil.copyfile(new, drop / "take.mp4")
-    new_version = f"size:{(drop / 'take.mp4').stat().st_size}-mtime:{(drop / 'take.mp4').stat().st_mtime_ns // 1000}"
+    taken = (drop / "take.mp4").stat()
+    new_version = storage.file_version(taken.st_size, taken.st_mtime)
     wait_for(lambda: len(runs()) >= 2 and all(r.is_finished for r in runs()), 300, "both versions' runs")
     first, second = sorted(runs(), key=lambda r: daemon.get_run_record_by_id(r.run_id).create_timestamp)
     assert second.tags["bodyscript/source_version"] == new_version
