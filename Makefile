@@ -1,7 +1,7 @@
 # make setup: .venv with the locked dependencies, the project, and the pose model (idempotent).
 # make dev:   setup, then the Dagster UI (http://127.0.0.1:3000) and daemon on the local instance, and the
 #             Prometheus exporter (http://127.0.0.1:9464/metrics) beside them; Ctrl-C stops all three.
-# make test:  setup, then lint and the whole test suite.
+# make test:  setup, then lint (ruff, and the import contracts of pyproject.toml) and the whole test suite.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -44,6 +44,7 @@ dev: setup
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 test: setup lint
 	$(BIN)/pytest

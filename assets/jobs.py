@@ -3,7 +3,7 @@
 import dagster as dg
 
 from assets.partitions import videos_partitions
-from assets.video_assets import VIDEO_ASSET_KEYS
+from assets.video_specs import VIDEO_ASSET_KEYS
 
 PROCESS_VIDEO_JOB = "process_video"
 

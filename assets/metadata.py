@@ -9,14 +9,17 @@ from typing import Any
 import dagster as dg
 import pyarrow.compute as pc
 
+from assets.pods import STEP_POD
 from bodyscript_pipeline import storage
-from bodyscript_pipeline.cleaned_layer import CleanResult
-from bodyscript_pipeline.k8s_pods import STEP_POD
-from bodyscript_pipeline.model import ModelFile
-from bodyscript_pipeline.parquet_io import first_rows
-from bodyscript_pipeline.quality import QualityThresholds
-from bodyscript_pipeline.research_exports import ExportsResult
-from bodyscript_pipeline.steps import FramesResult, LandmarksResult, MetricsResult, OverlayResult
+from bodyscript_pipeline.cleaning.quality import QualityThresholds
+from bodyscript_pipeline.lake.parquet import first_rows
+from bodyscript_pipeline.pose.model import ModelFile
+from bodyscript_pipeline.steps.clean_landmarks import CleanResult
+from bodyscript_pipeline.steps.exports import ExportsResult
+from bodyscript_pipeline.steps.frames import FramesResult
+from bodyscript_pipeline.steps.landmarks import LandmarksResult
+from bodyscript_pipeline.steps.metrics import MetricsResult
+from bodyscript_pipeline.steps.overlays import OverlayResult
 from resources import PipelineResource
 
 Context = dg.AssetExecutionContext | dg.OpExecutionContext
@@ -58,7 +61,7 @@ def operations(
     queue_wait = 0.0
     if record is not None and record.start_time is not None:
         queue_wait = max(0.0, record.start_time - record.create_timestamp.timestamp())
-    price = pipeline.cost_gpu_pod_hour if STEP_POD[step] == "pose" else pipeline.cost_cpu_pod_hour
+    price = pipeline.settings.cost_gpu_pod_hour if STEP_POD[step] == "pose" else pipeline.settings.cost_cpu_pod_hour
     return {
         "step_seconds": round(seconds, 3),
         "frames_per_s": round(frames / seconds, 2) if seconds > 0 else 0.0,
@@ -96,7 +99,7 @@ def landmarks(
     """What the ``landmarks`` materialization shows, whether its ranges ran in one step or in several."""
     if result.delegate_fallback:
         context.log.warning(
-            f"pose: {pipeline.pose_delegate} delegate unavailable, ran on CPU: {result.delegate_fallback}"
+            f"pose: {pipeline.settings.pose_delegate} delegate unavailable, ran on CPU: {result.delegate_fallback}"
         )
     sample = first_rows(result.uri, 33 * 8)
     sample = sample.filter(pc.is_valid(sample["person"]))
@@ -109,8 +112,8 @@ def landmarks(
         "detection_rate": result.detection_rate,
         "pose_seconds": result.seconds,
         "pose_frames_per_s": result.frames_per_s,
-        "pose_workers": pipeline.pose_workers,
-        "num_poses": pipeline.num_poses,
+        "pose_workers": pipeline.settings.pose_workers,
+        "num_poses": pipeline.settings.num_poses,
         "person_ids": result.people,
         "overlay_segments_kept": f"{result.overlay_segments_kept} of {result.overlay_segments}",
         "pose_delegate": result.delegate,
@@ -158,9 +161,9 @@ def clean_landmarks(context: Context, pipeline: PipelineResource, result: CleanR
         **operations(context, pipeline, "derived", result.seconds, frame_count, result.uri),
         "dagster/row_count": result.rows,
         "filled_frames": result.filled_frames,
-        "fill_max_gap": pipeline.fill_max_gap,
-        "smoothing": f"butterworth zero-phase, cutoff {pipeline.smooth_cutoff_hz:g} Hz"
-        if pipeline.smooth_cutoff_hz
+        "fill_max_gap": pipeline.settings.fill_max_gap,
+        "smoothing": f"butterworth zero-phase, cutoff {pipeline.settings.smooth_cutoff_hz:g} Hz"
+        if pipeline.settings.smooth_cutoff_hz
         else "none",
         **{f"quality_{k}": v for k, v in scores.items()},
         "quality": preview(result.quality, limit=20),
@@ -203,7 +206,7 @@ def metrics(context: Context, pipeline: PipelineResource, result: MetricsResult,
         ),
         **operations(context, pipeline, "derived", seconds, result.frame_rows, *uris),
         "dagster/row_count": result.frame_rows,
-        "landmarks": pipeline.metrics_landmarks,
+        "landmarks": pipeline.settings.metrics_landmarks,
         "detection_rate": result.detection_rate,
         "detected_frames": int(str(video["detected_frames"])),
         "pose_frames_per_s": video["pose_frames_per_s"],

@@ -9,141 +9,157 @@ for a long one.
   computes ``overlays``, ``clean_landmarks`` (and its checks), ``metrics`` and ``exports``, as the local
   ``derived`` step does.
 
-Only small records (ranges, locations, counts) pass between the pods, through the IO manager.
+Only small typed records pass between the pods, through the IO manager: a ``FrameRange`` to each further range's
+step, a ``RangeRecord`` (where the range's files are, what it found) from each range to the merge.
 """
 
+import time
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 
 import dagster as dg
 
 from assets import metadata
+from assets.derived import DERIVED_STEP, derive
 from assets.partitions import videos_partitions
-from assets.pods import pod_tags
-from assets.video_assets import (
-    CLEAN_LANDMARKS,
-    DERIVED_STEP,
-    EXPORTS,
-    FRAMES,
-    GROUP,
-    LANDMARKS,
-    METRICS,
-    OVERLAYS,
-    POSE_STEP,
-    QUALITY_CHECKS,
-    STEP_RETRY,
-    derive,
-    only_run_of_partition,
-    pinned_version,
-    source_video,
-    user_errors,
-)
-from bodyscript_pipeline import steps
-from bodyscript_pipeline.pose_chunks import Chunk, plan_ranges
+from assets.pods import op_tags
+from assets.pose import POSE_POOL, POSE_STEP
+from assets.runs import STEP_RETRY, only_run_of_partition, pinned_version, user_errors
+from assets.source_video import VIDEO_GROUP, source_video
+from assets.video_specs import FRAMES, LANDMARKS, QUALITY_CHECKS, VIDEO_SPECS
+from bodyscript_pipeline.lake.writing import begin_writing
+from bodyscript_pipeline.pose.ranges import FrameRange, plan_ranges
+from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.steps.frames import extract_frames
+from bodyscript_pipeline.steps.landmarks import RangeRecord, infer_landmark_range, merge_landmark_ranges
 from resources import PipelineResource
 
-SPECS = [FRAMES, LANDMARKS, OVERLAYS, CLEAN_LANDMARKS, METRICS, EXPORTS]
+RANGE_STEP = "infer_pose_range"
+GRAPH = "video_graph"
 CHECK_OUTPUTS = {f"{spec.asset_key.to_python_identifier()}_{spec.name}": spec for spec in QUALITY_CHECKS}
 
 
-def _infer(
-    context: dg.OpExecutionContext, pipeline: dg.ResourceParam[PipelineResource], chunk: Chunk
-) -> dict[str, Any]:
+def _output(spec: dg.AssetSpec) -> str:
+    return spec.key.path[-1]
+
+
+def video_assets_by_range(settings: Settings) -> dg.AssetsDefinition:
+    """The graph-backed per-video assets, each step's pod placed by ``settings`` (assets/pods.py)."""
+
+    @dg.op(
+        name=POSE_STEP,
+        ins={"source_video": dg.In(dg.Nothing)},
+        # "rest" is required: with no further range it is empty, and derived runs with an empty list (an optional
+        # dynamic output left empty would skip it).
+        out={"frames": dg.Out(dg.Nothing), "first": dg.Out(RangeRecord), "rest": dg.DynamicOut(FrameRange)},
+        tags=op_tags(POSE_STEP, settings),
+        retry_policy=STEP_RETRY,
+        pool=POSE_POOL,
+    )
+    def pose_first_range(
+        context: dg.OpExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+    ) -> Iterator[object]:
+        yield from frames_and_first_range(context, pipeline)
+
+    @dg.op(name=RANGE_STEP, tags=op_tags(RANGE_STEP, settings), retry_policy=STEP_RETRY, pool=POSE_POOL)
+    def infer_pose_range(
+        context: dg.OpExecutionContext, pipeline: dg.ResourceParam[PipelineResource], pose_range: FrameRange
+    ) -> RangeRecord:
+        return infer_range(context, pipeline, pose_range)
+
+    @dg.op(
+        name=DERIVED_STEP,
+        out={
+            **{_output(spec): dg.Out(dg.Nothing, is_required=not spec.skippable) for spec in VIDEO_SPECS[1:]},
+            **{name: dg.Out(is_required=False) for name in CHECK_OUTPUTS},
+        },
+        tags=op_tags(DERIVED_STEP, settings),
+        retry_policy=STEP_RETRY,
+    )
+    def derived_from_ranges(
+        context: dg.OpExecutionContext,
+        pipeline: dg.ResourceParam[PipelineResource],
+        first: RangeRecord,
+        rest: list[RangeRecord],
+    ) -> Iterator[object]:
+        yield from merge_and_derive(context, pipeline, [first, *rest])
+
+    @dg.graph(
+        name=GRAPH,
+        out={
+            **{_output(spec): dg.GraphOut() for spec in VIDEO_SPECS},
+            **{name: dg.GraphOut() for name in CHECK_OUTPUTS},
+        },
+    )
+    def video_graph(source_video: None) -> dict[str, Any]:
+        frames, first, rest = pose_first_range(source_video)
+        derived = derived_from_ranges(first, rest.map(infer_pose_range).collect())
+        return {"frames": frames, **{name: getattr(derived, name) for name in derived_from_ranges.output_dict}}
+
+    return dg.AssetsDefinition.from_graph(
+        video_graph,
+        keys_by_input_name={"source_video": source_video.key},
+        keys_by_output_name={_output(spec): spec.key for spec in VIDEO_SPECS},
+        internal_asset_deps={_output(spec): {dep.asset_key for dep in spec.deps} for spec in VIDEO_SPECS},
+        partitions_def=videos_partitions,
+        group_name=VIDEO_GROUP,
+        descriptions_by_output_name={_output(spec): spec.description or "" for spec in VIDEO_SPECS},
+        code_versions_by_output_name={_output(spec): spec.code_version for spec in VIDEO_SPECS},
+        tags_by_output_name={
+            _output(spec): {f"dagster/kind/{kind}": "" for kind in spec.kinds} for spec in VIDEO_SPECS
+        },
+        check_specs=QUALITY_CHECKS,
+    )
+
+
+def infer_range(context: dg.OpExecutionContext, pipeline: PipelineResource, frame_range: FrameRange) -> RangeRecord:
     with user_errors(LANDMARKS.key.to_user_string()):
-        return steps.infer_landmark_range(
-            pipeline.lake_uri,
+        return infer_landmark_range(
+            pipeline.settings.lake_uri,
             context.partition_key,
             pipeline.model(),
-            chunk,
+            frame_range,
             pipeline.pose_options,
             pipeline.overlay_style,
         )
 
 
-@dg.op(
-    name=POSE_STEP,
-    ins={"source_video": dg.In(dg.Nothing)},
-    # "rest" is required: with no further range it is empty, and derived runs with an empty list (an optional
-    # dynamic output left empty would skip it).
-    out={"frames": dg.Out(dg.Nothing), "first": dg.Out(dict), "rest": dg.DynamicOut(dict)},
-    tags=pod_tags(POSE_STEP),
-    retry_policy=STEP_RETRY,
-    pool="pose",
-)
-def pose_first_range(context: dg.OpExecutionContext, pipeline: dg.ResourceParam[PipelineResource]) -> Iterator[object]:
-    import time
-
+def frames_and_first_range(context: dg.OpExecutionContext, pipeline: PipelineResource) -> Iterator[object]:
+    """``frames``, then the first range's record, then each further range as a dynamic output."""
+    lake_uri = pipeline.settings.lake_uri
     only_run_of_partition(context)
-    steps.begin_writing(pipeline.lake_uri, context.partition_key, context.run_id)
+    begin_writing(lake_uri, context.partition_key, context.run_id)
     started = time.perf_counter()
     with user_errors(FRAMES.key.to_user_string()):
-        frames = steps.extract_frames(
-            pipeline.lake_uri, context.partition_key, pipeline.limits, pinned_version(context)
-        )
+        frames = extract_frames(lake_uri, context.partition_key, pipeline.settings.limits, pinned_version(context))
     yield dg.Output(
         None,
         "frames",
         metadata=metadata.frames(context, pipeline, frames, time.perf_counter() - started),
         data_version=dg.DataVersion(frames.source_version),
     )
-    first, *rest = plan_ranges(frames.probe.frame_count, pipeline.pose_range_frames)
-    yield dg.Output(_infer(context, pipeline, first), "first")
-    for chunk in rest:
-        yield dg.DynamicOutput(asdict(chunk), output_name="rest", mapping_key=f"frames_{chunk.start}_{chunk.stop}")
+    first, *rest = plan_ranges(frames.probe.frame_count, pipeline.settings.pose_range_frames)
+    yield dg.Output(infer_range(context, pipeline, first), "first")
+    for frame_range in rest:
+        yield dg.DynamicOutput(
+            frame_range, output_name="rest", mapping_key=f"frames_{frame_range.start}_{frame_range.stop}"
+        )
 
 
-@dg.op(tags=pod_tags("infer_pose_range"), retry_policy=STEP_RETRY, pool="pose")
-def infer_pose_range(
-    context: dg.OpExecutionContext, pipeline: dg.ResourceParam[PipelineResource], pose_range: dict[str, int]
-) -> dict[str, Any]:
-    return _infer(context, pipeline, Chunk(**pose_range))
-
-
-@dg.op(
-    name=DERIVED_STEP,
-    out={
-        **{spec.key.path[-1]: dg.Out(dg.Nothing, is_required=not spec.skippable) for spec in SPECS[1:]},
-        **{name: dg.Out(is_required=False) for name in CHECK_OUTPUTS},
-    },
-    tags=pod_tags(DERIVED_STEP),
-    retry_policy=STEP_RETRY,
-)
-def derived_from_ranges(
-    context: dg.OpExecutionContext,
-    pipeline: dg.ResourceParam[PipelineResource],
-    first: dict[str, Any],
-    rest: list[dict[str, Any]],
+def merge_and_derive(
+    context: dg.OpExecutionContext, pipeline: PipelineResource, ranges: list[RangeRecord]
 ) -> Iterator[object]:
+    """``landmarks`` merged from every range's record, then what the local ``derived`` step computes."""
     with user_errors(LANDMARKS.key.to_user_string()):
         model = pipeline.model()
-        result = steps.merge_landmark_ranges(
-            pipeline.lake_uri, context.partition_key, model, [first, *rest], pipeline.pose_options,
+        result = merge_landmark_ranges(
+            pipeline.settings.lake_uri,
+            context.partition_key,
+            model,
+            ranges,
+            pipeline.pose_options,
             pipeline.overlay_style,
-        )  # fmt: skip
+        )
     landmarks = metadata.landmarks(context, pipeline, result, model)
-    yield dg.MaterializeResult(asset_key=LANDMARKS.key, metadata={**landmarks, "pose_ranges": 1 + len(rest)})
+    yield dg.MaterializeResult(asset_key=LANDMARKS.key, metadata={**landmarks, "pose_ranges": len(ranges)})
     yield from derive(context, pipeline)
-
-
-@dg.graph(
-    out={**{spec.key.path[-1]: dg.GraphOut() for spec in SPECS}, **{name: dg.GraphOut() for name in CHECK_OUTPUTS}}
-)
-def video_graph(source_video: None) -> dict[str, Any]:
-    frames, first, rest = pose_first_range(source_video)
-    derived = derived_from_ranges(first, rest.map(infer_pose_range).collect())
-    return {"frames": frames, **{name: getattr(derived, name) for name in derived_from_ranges.output_dict}}
-
-
-video_assets_by_range = dg.AssetsDefinition.from_graph(
-    video_graph,
-    keys_by_input_name={"source_video": source_video.key},
-    keys_by_output_name={spec.key.path[-1]: spec.key for spec in SPECS},
-    internal_asset_deps={spec.key.path[-1]: {dep.asset_key for dep in spec.deps} for spec in SPECS},
-    partitions_def=videos_partitions,
-    group_name=GROUP,
-    descriptions_by_output_name={spec.key.path[-1]: spec.description or "" for spec in SPECS},
-    code_versions_by_output_name={spec.key.path[-1]: spec.code_version for spec in SPECS},
-    tags_by_output_name={spec.key.path[-1]: {f"dagster/kind/{kind}": "" for kind in spec.kinds} for spec in SPECS},
-    check_specs=QUALITY_CHECKS,
-)

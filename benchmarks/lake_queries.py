@@ -27,16 +27,17 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bodyscript_pipeline import steps
 from bodyscript_pipeline.analytics import connect
-from bodyscript_pipeline.lake import VideoLake
-from bodyscript_pipeline.metrics import frame_metrics, video_metrics
-from bodyscript_pipeline.model import ensure_model
-from bodyscript_pipeline.parquet_io import read_table, table_writer, write_table
-from bodyscript_pipeline.pose_topology import LANDMARK_NAMES, NUM_LANDMARKS
-from bodyscript_pipeline.schemas import LANDMARKS
+from bodyscript_pipeline.lake.parquet import read_table, table_writer, write_table
+from bodyscript_pipeline.lake.paths import VideoLake
+from bodyscript_pipeline.lake.schemas import LANDMARKS
+from bodyscript_pipeline.lake.sources import register_source
+from bodyscript_pipeline.metrics.angles import JointStatistics, frame_metrics
+from bodyscript_pipeline.pose.model import ensure_model
 from bodyscript_pipeline.settings import Settings
-from bodyscript_pipeline.sources import register_source
+from bodyscript_pipeline.skeleton.landmarks import LANDMARK_NAMES, NUM_LANDMARKS
+from bodyscript_pipeline.steps.frames import extract_frames
+from bodyscript_pipeline.steps.landmarks import estimate_landmarks
 
 FLOATS = ("x", "y", "z", "visibility", "presence", "world_x", "world_y", "world_z")
 SHARED_CLIP = Path(__file__).resolve().parents[2] / "shared" / "videos" / "sports2d_demo.mp4"
@@ -67,8 +68,8 @@ def real_template(home: Path) -> np.ndarray:
     os.environ["BODYSCRIPT_HOME"] = str(home)
     settings = Settings.from_env()
     register_source(settings.lake_uri, "template", f"file://{SHARED_CLIP}")
-    steps.extract_frames(settings.lake_uri, "template")
-    result = steps.estimate_landmarks(settings.lake_uri, "template", ensure_model(settings))
+    extract_frames(settings.lake_uri, "template")
+    result = estimate_landmarks(settings.lake_uri, "template", ensure_model(settings))
     rows = read_table(result.uri)
     table = rows.filter(pa.compute.is_valid(rows["person"]))
     return np.stack([table[c].to_numpy().reshape(-1, NUM_LANDMARKS) for c in FLOATS], axis=-1)
@@ -124,7 +125,9 @@ def write_video(args: tuple[str, np.ndarray, int, int]) -> int:
                 out.write_batch(batch)
     per_frame = frame_metrics(table, WIDTH, HEIGHT, 0.5)
     write_table("frame_metrics", lake.table_part("frame_metrics"), per_frame)
-    write_table("video_metrics", lake.table_part("video_metrics"), video_metrics(per_frame))
+    joints = JointStatistics()
+    joints.add(per_frame)
+    write_table("video_metrics", lake.table_part("video_metrics"), joints.table())
     return table.num_rows
 
 

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.throughput import _descendants, _peak_rss_mb, loop_clip  # noqa: E402
-from tests.video_factory import clip_of  # noqa: E402
+from tests.support.video_factory import clip_of  # noqa: E402
 
 SHARED_CLIP = REPO.parent / "shared" / "videos" / "sports2d_demo.mp4"
 SHORT_FRAMES = 100
@@ -159,7 +159,7 @@ class DagsterDev:
         return done, failed, latest
 
     def drop_and_wait(self, clips: dict[str, Path]) -> dict[str, float]:
-        from bodyscript_pipeline.partition_keys import partition_key_for
+        from bodyscript_pipeline.lake.partition_keys import partition_key_for
 
         keys = [partition_key_for(f"bench/{name}") for name in clips]
         (self.drop / "bench").mkdir(exist_ok=True)
@@ -191,9 +191,9 @@ class DagsterDev:
 def k8s_pods(clip: Path, workdir: Path) -> dict[str, object]:
     """Runs one short video through the real k8s_job_executor on the tests' simulated cluster (each Job's
     container runs as a local process) and counts the step Jobs it started."""
+    from bodyscript_pipeline.lake.sources import register_source
     from bodyscript_pipeline.settings import Settings
-    from bodyscript_pipeline.sources import register_source
-    from tests.simulated_cluster import run_partition, simulated_k8s
+    from tests.support.simulated_cluster import run_partition, simulated_k8s
 
     workdir.mkdir(parents=True, exist_ok=True)
     saved = dict(os.environ)

@@ -73,7 +73,7 @@ def landmarker(model: Path, mode: str, num_poses: int) -> Any:
 def compare_schemes(clip: Path, model: Path, num_poses: int) -> None:
     import mediapipe as mp
 
-    from bodyscript_pipeline.pose import PoseEstimator, tiles_for
+    from bodyscript_pipeline.pose.estimator import PoseEstimator, tiles_for
 
     frames = decode(clip)
     height, width = frames[0].shape[:2]
@@ -99,17 +99,19 @@ def compare_schemes(clip: Path, model: Path, num_poses: int) -> None:
 def track_ids(clip: Path, model_settings: object, num_poses: int, sheet: Path | None) -> None:
     import polars as pl
 
-    from bodyscript_pipeline import steps
-    from bodyscript_pipeline.model import ensure_model
-    from bodyscript_pipeline.pose import PoseOptions
-    from bodyscript_pipeline.sources import register_source
+    from bodyscript_pipeline.lake.sources import register_source
+    from bodyscript_pipeline.pose.estimator import PoseOptions
+    from bodyscript_pipeline.pose.model import ensure_model
+    from bodyscript_pipeline.steps.frames import extract_frames
+    from bodyscript_pipeline.steps.landmarks import estimate_landmarks
+    from bodyscript_pipeline.steps.overlays import render_overlay
 
     settings = model_settings
     lake_uri = settings.lake_uri  # type: ignore[attr-defined]
     register_source(lake_uri, "three", f"file://{clip}")
-    steps.extract_frames(lake_uri, "three")
+    extract_frames(lake_uri, "three")
     workers = os.cpu_count() or 1
-    result = steps.estimate_landmarks(
+    result = estimate_landmarks(
         lake_uri,
         "three",
         ensure_model(settings),
@@ -134,7 +136,7 @@ def track_ids(clip: Path, model_settings: object, num_poses: int, sheet: Path | 
         print(summary)
     per_frame = hips.group_by("frame_index").len()["len"].value_counts().sort("len")
     print("frames by number of people:", dict(zip(*per_frame.to_dict(as_series=False).values(), strict=True)))
-    overlay = steps.render_overlay(lake_uri, "three", 0.5)
+    overlay = render_overlay(lake_uri, "three", 0.5)
     if sheet is not None:
         picks = np.linspace(10, result.frames - 5, 12).round().astype(int)
         path = Path(overlay.uri.removeprefix("file://"))
@@ -153,7 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sheet", type=Path, help="write a contact sheet of overlay frames here")
     args = parser.parse_args()
-    from bodyscript_pipeline.model import ensure_model
+    from bodyscript_pipeline.pose.model import ensure_model
     from bodyscript_pipeline.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="bodyscript-multi-") as tmp:

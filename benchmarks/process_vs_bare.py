@@ -21,8 +21,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from bodyscript_pipeline.model import ensure_model
-from bodyscript_pipeline.pose import PoseEstimator
+from bodyscript_pipeline.pose.estimator import PoseEstimator
+from bodyscript_pipeline.pose.model import ensure_model
 from bodyscript_pipeline.settings import Settings
 
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bodyscript_pipeline.definitions import build_definitions
 from bodyscript_pipeline.settings import Settings
 from sensors import DROP_ZONE_SENSOR
-from tests.s3_server import running_s3_server
+from tests.support.s3_server import running_s3_server
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ Run by hand (not a test):
 For each duration, a clip is made by looping ../shared's real clip (packets copied, no re-encoding), and
 measured in fresh processes, side by side in this one run:
   bare        PyAV decode + RGB + MediaPipe PoseLandmarker (same model, VIDEO mode), one process, nothing written
-  pose xN     the `landmarks` step's pose inference alone (steps.estimate_landmarks, no overlay) with N workers
+  pose xN     the `landmarks` step's pose inference alone (estimate_landmarks, no overlay) with N workers
   pose+draw   the `landmarks` step as the pipeline runs it: N workers that also draw the overlay segments
   process     `bodyscript process CLIP --json`: every asset through Dagster, start-up included
 Each line gives frames/s, the ratio to the bare loop, and the peak RSS of the main process and of its
@@ -58,7 +58,7 @@ def loop_clip(source: Path, target: Path, seconds: float) -> int:
 
 def child(kind: str, video: Path, workers: int) -> dict[str, float]:
     """Runs in its own process: the measured work, then its timing and memory as JSON."""
-    from bodyscript_pipeline.model import ensure_model
+    from bodyscript_pipeline.pose.model import ensure_model
     from bodyscript_pipeline.settings import Settings
 
     settings = Settings.from_env()
@@ -67,7 +67,7 @@ def child(kind: str, video: Path, workers: int) -> dict[str, float]:
     if kind == "bare":
         import numpy as np
 
-        from bodyscript_pipeline.pose import PoseEstimator
+        from bodyscript_pipeline.pose.estimator import PoseEstimator
 
         frames = 0
         with av.open(str(video)) as container, PoseEstimator(model.path) as estimator:
@@ -77,11 +77,11 @@ def child(kind: str, video: Path, workers: int) -> dict[str, float]:
                 estimator.detect(np.ascontiguousarray(frame.to_ndarray(format="rgb24")), round(frame.time * 1000))
                 frames += 1
     else:
-        from bodyscript_pipeline import steps
-        from bodyscript_pipeline.overlay_video import OverlayStyle
+        from bodyscript_pipeline.overlay.video import OverlayStyle
+        from bodyscript_pipeline.steps.landmarks import estimate_landmarks
 
         overlay = OverlayStyle(settings.overlay_max_resolution, settings.min_visibility) if kind == "draw" else None
-        result = steps.estimate_landmarks(settings.lake_uri, "bench", model, workers=workers, overlay=overlay)
+        result = estimate_landmarks(settings.lake_uri, "bench", model, workers=workers, overlay=overlay)
         frames = result.frames
     seconds = time.perf_counter() - started
     return {
@@ -193,9 +193,9 @@ def main() -> None:
         print(json.dumps(child(args.child, args.video, args.workers)))
         return
 
-    from bodyscript_pipeline import steps
+    from bodyscript_pipeline.lake.sources import register_source
     from bodyscript_pipeline.settings import Settings
-    from bodyscript_pipeline.sources import register_source
+    from bodyscript_pipeline.steps.frames import extract_frames
 
     print(f"clip: {SHARED_CLIP.name} looped; cores: {os.cpu_count()}; pose workers: {args.workers}")
     for duration in args.durations:
@@ -207,7 +207,7 @@ def main() -> None:
             os.environ["BODYSCRIPT_HOME"] = env["BODYSCRIPT_HOME"]
             settings = Settings.from_env()
             register_source(settings.lake_uri, "bench", f"file://{video}")
-            steps.extract_frames(settings.lake_uri, "bench")
+            extract_frames(settings.lake_uri, "bench")
             names = {
                 "bare": "bare",
                 "pose1": "pose x1",

@@ -1,8 +1,10 @@
 """BodyScript Pipeline: videos of people in, pose data out.
 
-This package is the Dagster-free core: settings, storage, video I/O, pose estimation, drawing, metrics,
-schemas and the CLI. ``bodyscript_pipeline.definitions`` assembles the Dagster layer (``assets/``,
-``resources/``, ``sensors/``) into ``defs``.
+This package is the Dagster-free core, grouped by domain: ``video``, ``pose``, ``lake``, ``drop_zone``,
+``overlay``, ``cleaning``, ``metrics``, ``exports``, ``retention``, ``monitoring``, and ``steps`` (one module per
+asset's work), with the shared ``settings``, ``storage``, ``errors`` and ``analytics``. Two modules join it with
+the Dagster layer (``assets/``, ``resources/``, ``sensors/``): ``definitions`` (the code location, ``defs``) and
+``cli``. The README's Architecture section has the map; ``make lint`` checks the import rules.
 """
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """The lake as an analytical store: DuckDB views and Polars LazyFrames over the same Parquet files.
 
-Tables (schemas in :mod:`bodyscript_pipeline.schemas`): ``videos``, ``frames``, ``landmarks``,
+Tables (schemas in :mod:`bodyscript_pipeline.lake.schemas`): ``videos``, ``frames``, ``landmarks``,
 ``frame_metrics``, ``video_metrics``, each Hive-partitioned by ``video=<partition>`` so every row carries
 ``video``; and ``fleet_summary`` (one file, one row per video). A table with no files yet is empty, with the
 right columns. Works on ``file://`` and ``s3://`` lakes: DuckDB reads S3 through fsspec (no extension to
@@ -24,8 +24,8 @@ from fsspec.implementations.local import LocalFileSystem
 
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import BodyscriptError
-from bodyscript_pipeline.lake import TABLES, WRITING, fleet_summary_uri
-from bodyscript_pipeline.schemas import SCHEMAS
+from bodyscript_pipeline.lake.paths import TABLES, WRITING, fleet_summary_uri
+from bodyscript_pipeline.lake.schemas import SCHEMAS
 
 PARTITIONED_FILES = {table: "index.parquet" if table == "frames" else "part-*.parquet" for table in TABLES}
 VIEWS = (*TABLES, "fleet_summary")
@@ -165,7 +165,3 @@ def scan(lake_uri: str, table: str) -> pl.LazyFrame:
         return pl.scan_parquet(source, storage_options=options)
     frame = pl.scan_parquet(source, hive_partitioning=True, hive_schema={"video": pl.String}, storage_options=options)
     return frame.filter(~pl.col("video").is_in(writing_partitions(lake_uri)))
-
-
-def lazy_tables(lake_uri: str) -> dict[str, pl.LazyFrame]:
-    return {table: scan(lake_uri, table) for table in VIEWS}

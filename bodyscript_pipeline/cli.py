@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import threading
 import uuid
@@ -31,12 +32,27 @@ from typing import Any, TextIO
 
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import BodyscriptError
-from bodyscript_pipeline.lake import VideoLake
-from bodyscript_pipeline.partition_keys import check_partition_key
+from bodyscript_pipeline.lake.partition_keys import check_partition_key
+from bodyscript_pipeline.lake.paths import VideoLake
 from bodyscript_pipeline.settings import Settings
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+
+REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """The local Dagster instance's home: ``DAGSTER_HOME``, else ``$BODYSCRIPT_HOME/dagster``, with the repo's
+    ``dagster.yaml`` (SQLite storage, queued runs) installed there on first use."""
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists() and REPO_DAGSTER_YAML.is_file():
+        shutil.copyfile(REPO_DAGSTER_YAML, config)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
 def _forget(
     settings: Settings, partition: str | None, source: str | None, prefix: str | None, include: bool, as_json: bool
 ) -> int:
-    from bodyscript_pipeline.dagster_home import ensure_dagster_home
 
     ensure_dagster_home(settings)
     warnings.filterwarnings("ignore")
@@ -138,8 +153,6 @@ def _monitor(settings: Settings, host: str, port: int, interval_s: float, lake_i
     which would have it ignore SIGINT."""
     import signal
 
-    from bodyscript_pipeline.dagster_home import ensure_dagster_home
-
     signal.signal(signal.SIGINT, signal.default_int_handler)
     ensure_dagster_home(settings)
     warnings.filterwarnings("ignore")
@@ -154,7 +167,7 @@ def _monitor(settings: Settings, host: str, port: int, interval_s: float, lake_i
 
 
 def _model(settings: Settings) -> int:
-    from bodyscript_pipeline.model import ensure_model
+    from bodyscript_pipeline.pose.model import ensure_model
 
     model = ensure_model(settings)
     print(model.path)
@@ -175,14 +188,13 @@ def _source_uri(video: str) -> str:
 
 
 def _process(settings: Settings, video: str, partition: str | None, as_json: bool) -> int:
-    from bodyscript_pipeline.dagster_home import ensure_dagster_home
-    from bodyscript_pipeline.partition_keys import partition_key_for
-    from bodyscript_pipeline.sources import register_source
+    from bodyscript_pipeline.lake.partition_keys import partition_key_for
+    from bodyscript_pipeline.lake.sources import register_source
 
     uri = _source_uri(video)
     key = partition or partition_key_for(Path(uri).name, identity=uri)
     if settings.pose_service is not None:
-        from bodyscript_pipeline import pose_service
+        from bodyscript_pipeline.pose import service as pose_service
 
         # Starts warming up now, while Dagster loads; later videos find it warm.
         pose_service.start(settings.pose_service.home, settings.pose_service.idle_s)
@@ -192,7 +204,8 @@ def _process(settings: Settings, video: str, partition: str | None, as_json: boo
     import dagster as dg
 
     from assets.partitions import SOURCE_URI_TAG, SOURCE_VERSION_TAG, VIDEOS_PARTITIONS_NAME
-    from assets.video_assets import ACTIVE, PROGRESS_PREFIX, VIDEO_ASSET_KEYS, partition_runs
+    from assets.runs import ACTIVE, PROGRESS_PREFIX, partition_runs
+    from assets.video_specs import VIDEO_ASSET_KEYS
     from bodyscript_pipeline.definitions import PROCESS_VIDEO_JOB, build_definitions
 
     instance = dg.DagsterInstance.get()
@@ -283,7 +296,7 @@ def _failure_reason(result: Any) -> str:
 
 
 def _summary(settings: Settings, key: str) -> dict[str, Any]:
-    from bodyscript_pipeline.parquet_io import read_table
+    from bodyscript_pipeline.lake.parquet import read_table
 
     lake = VideoLake(settings.lake_uri, key)
     video = read_table(lake.table_part("videos")).to_pylist()[0]
@@ -387,8 +400,8 @@ def _query(settings: Settings, sql: str, fmt: str, output: Path | None) -> int:
 
 
 def _export(settings: Settings, partition: str, fmt: str, output: Path | None, person: int = 0) -> int:
-    from bodyscript_pipeline.exports import write_json, write_long_csv
-    from bodyscript_pipeline.research_exports import write_person_mot, write_person_trc
+    from bodyscript_pipeline.exports.tables import write_json, write_long_csv
+    from bodyscript_pipeline.steps.exports import write_person_mot, write_person_trc
 
     writers: dict[str, Callable[[str, str, TextIO], int]] = {
         "csv": write_long_csv,

@@ -1,10 +1,13 @@
-"""The Dagster code location: ``dagster dev -m bodyscript_pipeline.definitions`` loads ``defs``."""
+"""The Dagster code location: ``dagster dev -m bodyscript_pipeline.definitions`` loads ``defs``.
+
+Everything is built from the ``Settings`` given to :func:`build_definitions`, pods' placement included; only
+``defs``, the code location Dagster loads, reads them from the environment."""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from assets import PROCESS_VIDEO_ASSETS, PROCESS_VIDEO_JOB, fleet_summary, process_video_job, source_video
+from assets import PROCESS_VIDEO_JOB, fleet_summary_asset, process_video_assets, process_video_job, source_video
 from bodyscript_pipeline.settings import Settings
 from resources import pipeline_resource, step_io_manager
 from sensors import build_automation
@@ -32,10 +35,10 @@ def video_assets_for(settings: Settings) -> list[dg.AssetsDefinition]:
     """The per-video assets: two steps; under k8s the same two pods for a short video, and a GPU pod per
     further frame range for a long one (assets/pose_ranges.py)."""
     if settings.executor != "k8s":
-        return PROCESS_VIDEO_ASSETS
+        return process_video_assets(settings)
     from assets.pose_ranges import video_assets_by_range
 
-    return [video_assets_by_range]
+    return [video_assets_by_range(settings)]
 
 
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
@@ -43,7 +46,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     automation = build_automation(settings)
     return dg.Definitions(
         executor=executor_for(settings),
-        assets=[source_video, *video_assets_for(settings), fleet_summary],
+        assets=[source_video, *video_assets_for(settings), fleet_summary_asset(settings)],
         jobs=[process_video_job, *automation.jobs, build_forget_job()],
         sensors=automation.sensors,
         schedules=automation.schedules,

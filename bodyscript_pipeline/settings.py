@@ -1,207 +1,97 @@
 """Settings read from environment variables, with defaults that work on a laptop.
 
-| variable                   | default                                   |
-|----------------------------|-------------------------------------------|
-| ``BODYSCRIPT_HOME``        | ``./.bodyscript`` (root of all local state) |
-| ``BODYSCRIPT_LAKE_URI``    | ``file://$BODYSCRIPT_HOME/lake``          |
-| ``BODYSCRIPT_DROP_URI``    | ``file://$BODYSCRIPT_HOME/drop``          |
-| ``BODYSCRIPT_MODEL``       | ``full`` (``lite``, ``full`` or ``heavy``)  |
-| ``BODYSCRIPT_MODEL_SOURCE``| the official MediaPipe URL of that model  |
-| ``BODYSCRIPT_MODEL_SHA256``| the official hash of that model           |
-| ``BODYSCRIPT_MIN_VISIBILITY`` | ``0.5`` (landmarks below are not drawn or measured) |
-| ``BODYSCRIPT_OVERLAY_MAX_RESOLUTION`` | ``720``: the overlay's short side at most (720p); ``0``: the source's |
-| ``BODYSCRIPT_BLUR_FACES``  | ``true``: every person's head is blurred in overlays and thumbnails |
-| ``BODYSCRIPT_MAX_BYTES``, ``_MAX_DURATION_S``, ``_MAX_PIXELS``, ``_MAX_FRAMES``, ``_MAX_TOTAL_PIXELS`` | limits |
-| ``BODYSCRIPT_EXECUTOR``     | ``in_process`` (``multiprocess``: a process per step, or ``k8s`` in a cluster) |
-| ``BODYSCRIPT_POSE_DELEGATE`` | ``cpu``, or ``gpu`` (falls back to CPU with a warning) |
-| ``BODYSCRIPT_K8S_GPU_NODE_SELECTOR``, ``_CPU_NODE_SELECTOR``, ``_GPU_TAINT`` | pools, see k8s_pods.py |
-| ``BODYSCRIPT_COST_CPU_POD_HOUR``, ``BODYSCRIPT_COST_GPU_POD_HOUR`` | ``0.05``, ``1.00``: prices for cost estimates |
-| ``BODYSCRIPT_POSE_WORKERS`` | the number of cores: parallel frame ranges of pose inference per video |
-| ``BODYSCRIPT_POSE_SERVICE_IDLE_S`` | ``300``: the warm pose service exits after this idle time; ``0``: none |
-| ``BODYSCRIPT_POSE_RANGE_FRAMES`` | ``9000``: under ``k8s``, the most frames of one pose step (pod) |
-| ``BODYSCRIPT_NUM_POSES``    | ``1``: most people found per frame; above 1, wide frames are tiled (pose.py) |
-| ``BODYSCRIPT_POSE_TILES``   | ``auto``, or a number of overlapping tiles along the frame's long side |
-| ``BODYSCRIPT_TRACK_MAX_GAP`` | ``15``: frames a person may be missing and keep their id (tracking.py) |
-| ``BODYSCRIPT_FILL_MAX_GAP`` | ``10``: longest gap, in frames, the cleaned layer fills (0: none) |
-| ``BODYSCRIPT_SMOOTH_CUTOFF_HZ`` | ``6``: zero-phase Butterworth cut-off of the cleaned layer (0: no smoothing) |
-| ``BODYSCRIPT_METRICS_LANDMARKS`` | ``cleaned``, or ``raw``: which landmarks the metrics measure |
-| ``BODYSCRIPT_QUALITY_MIN_DETECTION_RATE``, ``_MIN_VISIBILITY`` | ``0.5``, ``0.5``: below either, the check blocks |
-| ``BODYSCRIPT_QUALITY_MAX_JITTER_PX``, ``_MAX_FILLED`` | ``20``, ``0.25``: above either, the warning check fails |
-| ``DAGSTER_HOME``           | ``$BODYSCRIPT_HOME/dagster``              |
-| ``BODYSCRIPT_SENSOR_INTERVAL_S`` | ``5``: seconds between drop-zone scans (the daemon evaluates sensors every 5 s) |
-| ``BODYSCRIPT_SCAN_MAX_PAGES`` | ``20``: listing pages per scan          |
-| ``BODYSCRIPT_SCAN_PAGE_SIZE`` | ``1000``: objects per listing page (S3's maximum) |
-| ``BODYSCRIPT_SCAN_MAX_NEW``  | ``100``: new videos taken per scan         |
-| ``BODYSCRIPT_QUOTA_PER_HOUR`` | ``0`` (off): new videos taken per top-level drop folder per hour, e.g. 10 |
-| ``BODYSCRIPT_QUOTA_GLOBAL_PER_HOUR`` | ``0`` (off): new videos taken from the whole drop zone per hour |
-| ``BODYSCRIPT_SETTLE_S``      | ``2``: a local file this old is taken; a younger one once two listings agree on it |
-| ``BODYSCRIPT_RETENTION_DAYS`` | ``30``: derived artifacts older than this are removed by retention |
-| ``BODYSCRIPT_RETENTION_MODE`` | ``delete``, or ``archive`` (moved under ``<lake>/archive/``) |
-| ``BODYSCRIPT_RETENTION_DRY_RUN`` | ``false``; ``true`` (or 1, yes, on): retention only reports what it would remove |
-| ``BODYSCRIPT_RUN_RETENTION_DAYS`` | ``90``: Dagster run records older than this are purged |
-| ``BODYSCRIPT_PRESIGN_EXPIRY_S`` | ``86400``: lifetime of presigned S3 download links in metadata |
-| ``BODYSCRIPT_S3_PUBLIC_ENDPOINT`` | ``AWS_ENDPOINT_URL[_S3]`` or AWS's own: where browsers reach S3 (links) |
-| ``BODYSCRIPT_STEP_RECORDS_URI`` | ``s3://<lake bucket>/<lake prefix>-dagster-io``: step records of k8s pods |
+Each setting is declared once, in :data:`SETTINGS`: its variable, the attribute it fills, how it is read (with its
+bounds or choices), its default, one line of documentation and its scope (``deployment``: where data lives and how
+things run; ``run``: what determines a run's outputs). :meth:`Settings.from_env` reads them in that order, and
+:func:`settings_table` renders them as the table of the README's "Settings" section (a test keeps the two equal).
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal, get_args
 from urllib.parse import SplitResult, urlsplit
 
+from bodyscript_pipeline.cleaning.quality import QualityThresholds
 from bodyscript_pipeline.errors import BodyscriptError
-from bodyscript_pipeline.model_catalog import MODEL_VARIANTS
-from bodyscript_pipeline.pose_service import PoseService
-from bodyscript_pipeline.quality import QualityThresholds
-from bodyscript_pipeline.validation import Limits
+from bodyscript_pipeline.pose.model import MODEL_VARIANTS
+from bodyscript_pipeline.pose.service import PoseService
+from bodyscript_pipeline.storage import s3_endpoint_url
+from bodyscript_pipeline.video.limits import Limits
 
 EXECUTORS = ("in_process", "multiprocess", "k8s")
 METRICS_LANDMARKS = ("cleaned", "raw")
+Scope = Literal["deployment", "run"]
+SCOPES: tuple[Scope, ...] = get_args(Scope)
+Kind = Literal["text", "path", "uri", "number", "integer", "flag", "choice"]
+Values = Mapping[str, Any]  # the settings read so far, by attribute path: what derived defaults and checks use
+Reader = Callable[[Mapping[str, str], "Setting", Values], Any]
 
 
 @dataclass(frozen=True)
-class Settings:
-    home: Path
-    lake_uri: str
-    drop_uri: str
-    model_variant: str
-    model_source: str
-    model_sha256: str
-    min_visibility: float
-    dagster_home: Path
-    pose_workers: int = 1
-    pose_delegate: str = "cpu"
-    cost_cpu_pod_hour: float = 0.05
-    cost_gpu_pod_hour: float = 1.00
-    executor: str = "in_process"
-    k8s_gpu_node_selector: str = "bodyscript.io/pool=gpu"
-    k8s_cpu_node_selector: str = "bodyscript.io/pool=cpu"
-    k8s_gpu_taint: str = "nvidia.com/gpu"
-    limits: Limits = field(default_factory=Limits)
-    num_poses: int = 1
-    pose_tiles: int = 0  # 0: automatic
-    track_max_gap: int = 15
-    fill_max_gap: int = 10
-    smooth_cutoff_hz: float = 6.0
-    metrics_landmarks: str = "cleaned"
-    overlay_max_resolution: int = 720
-    blur_faces: bool = True
-    pose_range_frames: int = 9000
-    pose_service_idle_s: float = 300.0
-    quality: QualityThresholds = field(default_factory=QualityThresholds)
-    sensor_interval_s: int = 5
-    scan_max_pages: int = 20
-    scan_page_size: int = 1000
-    scan_max_new: int = 100
-    settle_s: float = 2.0
-    quota_per_hour: int = 0
-    quota_global_per_hour: int = 0
-    retention_days: float = 30.0
-    retention_mode: str = "delete"
-    retention_dry_run: bool = False
-    run_retention_days: float = 90.0
-    presign_expiry_s: int = 86400
-    s3_public_endpoint: str | None = None  # None: AWS's own endpoint
-    step_records_uri: str = ""  # "": step records stay under DAGSTER_HOME (no k8s executor on an S3 lake)
+class Setting:
+    """One setting. ``default`` is its value when the variable is unset or blank, or a function of the settings
+    declared before it. The docs show that value, followed by ``note`` where given, or ``shown`` instead where the
+    value alone would not say it (a derived, empty or coded default). ``read`` replaces the reader of ``kind``
+    where a setting needs more; ``accepts`` then says what it takes."""
 
-    @property
-    def step_records_on_s3(self) -> bool:
-        """Steps run in pods that share nothing but S3: their records (pickles) go to ``step_records_uri``."""
-        return self.executor == "k8s" and self.lake_uri.startswith("s3://")
+    env: str
+    attr: str  # the attribute of Settings it fills; "limits.max_bytes": Settings.limits.max_bytes
+    scope: Scope
+    doc: str
+    default: Any
+    kind: Kind = "text"
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    also: str = ""  # what else an integer accepts, e.g. "or auto"
+    read: Reader | None = None
+    accepts: str = ""
+    shown: str = ""
+    note: str = ""
 
-    @property
-    def pose_service(self) -> PoseService | None:
-        """The warm pose service shared by runs on this machine; none in pods, which each run one step."""
-        if self.executor == "k8s" or self.pose_service_idle_s <= 0:
-            return None
-        return PoseService(self.home, self.pose_service_idle_s)
+    def default_for(self, values: Values) -> Any:
+        return self.default(values) if callable(self.default) else self.default
 
-    @property
-    def model_cache_dir(self) -> Path:
-        return self.home / "models"
+    def value(self, env: Mapping[str, str], values: Values) -> Any:
+        """The value ``env`` gives this setting; fails closed with one line naming the variable."""
+        return (self.read or _READERS[self.kind])(env, self, values)
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """The settings of this environment. Fails closed: any invalid or contradictory value stops start-up
-        with one line naming the variable and what it accepts, never a silent default."""
-        env = os.environ if env is None else env
-        home = Path(env.get("BODYSCRIPT_HOME") or ".bodyscript").expanduser().resolve()
-        variant = _choice(env, "BODYSCRIPT_MODEL", tuple(MODEL_VARIANTS), "full")
-        spec = MODEL_VARIANTS[variant]
-        sha256 = (env.get("BODYSCRIPT_MODEL_SHA256") or spec.sha256).strip().lower()
-        if not _SHA256.fullmatch(sha256):
-            raise BodyscriptError(f"BODYSCRIPT_MODEL_SHA256={sha256!r}: use the model's SHA-256, 64 hex digits")
-        tiles = (env.get("BODYSCRIPT_POSE_TILES") or "auto").strip().lower()
-        lake_uri = _uri(env, "BODYSCRIPT_LAKE_URI", home / "lake")
-        drop_uri = _uri(env, "BODYSCRIPT_DROP_URI", home / "drop")
-        _apart(drop_uri, lake_uri)
-        executor = _choice(env, "BODYSCRIPT_EXECUTOR", EXECUTORS, "in_process")
-        return cls(
-            home=home,
-            lake_uri=lake_uri,
-            drop_uri=drop_uri,
-            model_variant=variant,
-            model_source=env.get("BODYSCRIPT_MODEL_SOURCE") or spec.url,
-            model_sha256=sha256,
-            min_visibility=_number(env, "BODYSCRIPT_MIN_VISIBILITY", 0.5, 0.0, 1.0),
-            dagster_home=Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve(),
-            pose_workers=_integer(env, "BODYSCRIPT_POSE_WORKERS", os.cpu_count() or 1, 1),
-            pose_delegate=_choice(env, "BODYSCRIPT_POSE_DELEGATE", ("cpu", "gpu"), "cpu"),
-            cost_cpu_pod_hour=_number(env, "BODYSCRIPT_COST_CPU_POD_HOUR", 0.05, 0.0),
-            cost_gpu_pod_hour=_number(env, "BODYSCRIPT_COST_GPU_POD_HOUR", 1.00, 0.0),
-            executor=executor,
-            k8s_gpu_node_selector=env.get("BODYSCRIPT_K8S_GPU_NODE_SELECTOR") or "bodyscript.io/pool=gpu",
-            k8s_cpu_node_selector=env.get("BODYSCRIPT_K8S_CPU_NODE_SELECTOR") or "bodyscript.io/pool=cpu",
-            k8s_gpu_taint=env.get("BODYSCRIPT_K8S_GPU_TAINT") or "nvidia.com/gpu",
-            limits=Limits(
-                max_bytes=_integer(env, "BODYSCRIPT_MAX_BYTES", Limits.max_bytes, 1),
-                max_duration_s=_number(env, "BODYSCRIPT_MAX_DURATION_S", Limits.max_duration_s, 1.0),
-                max_pixels=_integer(env, "BODYSCRIPT_MAX_PIXELS", Limits.max_pixels, 1),
-                max_frames=_integer(env, "BODYSCRIPT_MAX_FRAMES", Limits.max_frames, 1),
-                max_total_pixels=_integer(env, "BODYSCRIPT_MAX_TOTAL_PIXELS", Limits.max_total_pixels, 1),
-            ),
-            num_poses=_integer(env, "BODYSCRIPT_NUM_POSES", 1, 1, 32),
-            pose_tiles=0 if tiles == "auto" else _integer(env, "BODYSCRIPT_POSE_TILES", 1, 1, 16, "or auto"),
-            track_max_gap=_integer(env, "BODYSCRIPT_TRACK_MAX_GAP", 15, 0),
-            fill_max_gap=_integer(env, "BODYSCRIPT_FILL_MAX_GAP", 10, 0),
-            smooth_cutoff_hz=_number(env, "BODYSCRIPT_SMOOTH_CUTOFF_HZ", 6.0, 0.0),
-            metrics_landmarks=_choice(env, "BODYSCRIPT_METRICS_LANDMARKS", METRICS_LANDMARKS, "cleaned"),
-            overlay_max_resolution=_integer(env, "BODYSCRIPT_OVERLAY_MAX_RESOLUTION", 720, 0),
-            blur_faces=_flag(env, "BODYSCRIPT_BLUR_FACES", True),
-            pose_range_frames=_integer(env, "BODYSCRIPT_POSE_RANGE_FRAMES", 9000, 1),
-            pose_service_idle_s=_number(env, "BODYSCRIPT_POSE_SERVICE_IDLE_S", 300.0, 0.0),
-            quality=QualityThresholds(
-                min_detection_rate=_number(env, "BODYSCRIPT_QUALITY_MIN_DETECTION_RATE", 0.5, 0.0, 1.0),
-                min_visibility=_number(env, "BODYSCRIPT_QUALITY_MIN_VISIBILITY", 0.5, 0.0, 1.0),
-                max_jitter_px=_number(env, "BODYSCRIPT_QUALITY_MAX_JITTER_PX", 20.0, 0.0),
-                max_filled=_number(env, "BODYSCRIPT_QUALITY_MAX_FILLED", 0.25, 0.0, 1.0),
-            ),
-            sensor_interval_s=_integer(env, "BODYSCRIPT_SENSOR_INTERVAL_S", 5, 1),
-            scan_max_pages=_integer(env, "BODYSCRIPT_SCAN_MAX_PAGES", 20, 1),
-            scan_page_size=_integer(env, "BODYSCRIPT_SCAN_PAGE_SIZE", 1000, 1, 1000),
-            scan_max_new=_integer(env, "BODYSCRIPT_SCAN_MAX_NEW", 100, 1),
-            settle_s=_number(env, "BODYSCRIPT_SETTLE_S", 2.0, 0.0),
-            quota_per_hour=_integer(env, "BODYSCRIPT_QUOTA_PER_HOUR", 0, 0),
-            quota_global_per_hour=_integer(env, "BODYSCRIPT_QUOTA_GLOBAL_PER_HOUR", 0, 0),
-            retention_days=_number(env, "BODYSCRIPT_RETENTION_DAYS", 30.0, 1.0),
-            retention_mode=_choice(env, "BODYSCRIPT_RETENTION_MODE", ("delete", "archive"), "delete"),
-            retention_dry_run=_flag(env, "BODYSCRIPT_RETENTION_DRY_RUN", False),
-            run_retention_days=_number(env, "BODYSCRIPT_RUN_RETENTION_DAYS", 90.0, 1.0),
-            presign_expiry_s=_integer(env, "BODYSCRIPT_PRESIGN_EXPIRY_S", 86400, 1, 7 * 86400),
-            s3_public_endpoint=_public_endpoint(env, lake_uri),
-            step_records_uri=_step_records(env, lake_uri, drop_uri, executor),
-        )
+    def value_in(self, settings: Settings) -> Any:
+        return functools.reduce(getattr, self.attr.split("."), settings)
+
+    def accepted(self) -> str:
+        """What the variable accepts, in the words of its error message."""
+        if self.accepts:
+            return self.accepts
+        if self.kind == "choice":
+            return ", ".join(f"`{choice}`" for choice in self.choices)
+        if self.kind in ("number", "integer"):
+            what = "a number" if self.kind == "number" else "a whole number"
+            return " ".join(part for part in (what, _bounds(self.low, self.high), self.also) if part)
+        return _KIND_ACCEPTS[self.kind]
+
+    def shown_default(self) -> str:
+        if self.shown:
+            return self.shown
+        if callable(self.default) or self.default in (None, ""):
+            raise ValueError(f"{self.env}: a derived or empty default needs `shown`")
+        value = self.default
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+        return f"`{text}` ({self.note})" if self.note else f"`{text}`"
 
 
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
+# Readers: unset or blank means the declared default; anything else is the value, or one line naming the variable.
 
 
 def _raw(env: Mapping[str, str], name: str) -> str | None:
@@ -209,34 +99,40 @@ def _raw(env: Mapping[str, str], name: str) -> str | None:
     return raw.strip() if raw and raw.strip() else None
 
 
-def _number(
-    env: Mapping[str, str], name: str, default: float, low: float | None = None, high: float | None = None
-) -> float:
-    """A number within [low, high]; unset or empty means ``default``."""
-    raw = _raw(env, name)
+def _text(env: Mapping[str, str], setting: Setting, values: Values) -> str:
+    return _raw(env, setting.env) or setting.default_for(values)
+
+
+def _path(env: Mapping[str, str], setting: Setting, values: Values) -> Path:
+    raw = _raw(env, setting.env)
+    return setting.default_for(values) if raw is None else Path(raw).expanduser().resolve()
+
+
+def _number(env: Mapping[str, str], setting: Setting, values: Values) -> float:
+    raw = _raw(env, setting.env)
     if raw is None:
-        return default
+        return setting.default_for(values)
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
+    low, high = setting.low, setting.high
     if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
-        raise BodyscriptError(f"{name}={raw!r}: use a number {_bounds(low, high)}")
+        raise BodyscriptError(f"{setting.env}={raw!r}: use {setting.accepted()}")
     return value
 
 
-def _integer(
-    env: Mapping[str, str], name: str, default: int, low: int, high: int | None = None, other: str = ""
-) -> int:
-    raw = _raw(env, name)
+def _integer(env: Mapping[str, str], setting: Setting, values: Values) -> int:
+    raw = _raw(env, setting.env)
     if raw is None:
-        return default
+        return setting.default_for(values)
     try:
-        value = int(raw)
+        value: int | None = int(raw)
     except ValueError:
-        value = low - 1
-    if value < low or (high is not None and value > high):
-        raise BodyscriptError(f"{name}={raw!r}: use a whole number {_bounds(low, high)}{' ' + other if other else ''}")
+        value = None
+    low, high = setting.low, setting.high
+    if value is None or (low is not None and value < low) or (high is not None and value > high):
+        raise BodyscriptError(f"{setting.env}={raw!r}: use {setting.accepted()}")
     return value
 
 
@@ -248,69 +144,115 @@ def _bounds(low: float | None, high: float | None) -> str:
     return f"of at most {high:g}" if high is not None else ""
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = _raw(env, name)
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], setting: Setting, values: Values) -> bool:
+    raw = _raw(env, setting.env)
     if raw is None:
-        return default
+        return setting.default_for(values)
     if raw.lower() in _TRUE:
         return True
     if raw.lower() in _FALSE:
         return False
-    raise BodyscriptError(f"{name}={raw!r}: use true or false (also 1/0, yes/no, on/off)")
+    raise BodyscriptError(f"{setting.env}={raw!r}: use true or false (also 1/0, yes/no, on/off)")
 
 
-def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
-    value = (_raw(env, name) or default).lower()
-    if value not in choices:
-        raise BodyscriptError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+def _choice(env: Mapping[str, str], setting: Setting, values: Values) -> str:
+    value = (_raw(env, setting.env) or setting.default_for(values)).lower()
+    if value not in setting.choices:
+        raise BodyscriptError(f"{setting.env}={value!r}: choose one of {', '.join(setting.choices)}")
     return value
 
 
-def _uri(env: Mapping[str, str], name: str, default: Path) -> str:
+def _uri(env: Mapping[str, str], setting: Setting, values: Values) -> str:
+    raw = _raw(env, setting.env)
+    return setting.default_for(values) if raw is None else _location(setting.env, raw)
+
+
+def _location(name: str, location: str) -> str:
     """Plain paths become absolute ``file://`` URIs; ``file://`` and ``s3://`` URIs are kept as given."""
-    location = _raw(env, name) or str(default)
     if "://" not in location:
-        return "file://" + str(Path(location).expanduser().resolve())
+        return _file_uri(Path(location))
     if location.startswith("file://"):
-        return "file://" + str(Path(location.removeprefix("file://")).expanduser().resolve())
+        return _file_uri(Path(location.removeprefix("file://")))
     if location.startswith("s3://") and location.removeprefix("s3://").strip("/"):
         return location.rstrip("/")
     raise BodyscriptError(f"{name}={location!r}: use a local path, a file:// URI or an s3://bucket/prefix URI")
 
 
-def _apart(drop_uri: str, lake_uri: str) -> None:
+def _file_uri(path: Path) -> str:
+    return "file://" + str(path.expanduser().resolve())
+
+
+_READERS: dict[str, Reader] = {
+    "text": _text,
+    "path": _path,
+    "uri": _uri,
+    "number": _number,
+    "integer": _integer,
+    "flag": _flag,
+    "choice": _choice,
+}
+_KIND_ACCEPTS = {
+    "text": "text",
+    "path": "a path",
+    "uri": "a path, a `file://` URI or an `s3://bucket/prefix` URI",
+    "flag": "`true` or `false`",
+}
+
+# Readers of single settings: derived defaults and checks across settings.
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _sha256(env: Mapping[str, str], setting: Setting, values: Values) -> str:
+    sha256 = (_raw(env, setting.env) or setting.default_for(values)).lower()
+    if not _SHA256.fullmatch(sha256):
+        raise BodyscriptError(f"{setting.env}={sha256!r}: use the model's SHA-256, 64 hex digits")
+    return sha256
+
+
+def _tiles(env: Mapping[str, str], setting: Setting, values: Values) -> int:
+    raw = _raw(env, setting.env)
+    return setting.default_for(values) if raw is None or raw.lower() == "auto" else _integer(env, setting, values)
+
+
+def _drop_uri(env: Mapping[str, str], setting: Setting, values: Values) -> str:
     """The drop zone and the lake must not contain each other: the pipeline's own outputs would be ingested
     again, forever, or a drop would land among the lake's tables."""
+    drop_uri, lake_uri = _uri(env, setting, values), values["lake_uri"]
     drop, lake = drop_uri.rstrip("/") + "/", lake_uri.rstrip("/") + "/"
     if drop.startswith(lake) or lake.startswith(drop):
         raise BodyscriptError(
-            f"BODYSCRIPT_DROP_URI={drop_uri!r} and BODYSCRIPT_LAKE_URI={lake_uri!r}: neither may lie inside the "
+            f"{setting.env}={drop_uri!r} and {_env_of('lake_uri')}={lake_uri!r}: neither may lie inside the "
             "other; use separate folders or prefixes"
         )
+    return drop_uri
 
 
-PUBLIC_ENDPOINT = "BODYSCRIPT_S3_PUBLIC_ENDPOINT"
 _PUBLIC_ACCEPTS = (
     "use the https:// URL where browsers reach S3 (http:// only on a loopback host: localhost, 127.0.0.1, ::1)"
 )
 
 
-def _public_endpoint(env: Mapping[str, str], lake_uri: str) -> str | None:
+def _public_endpoint(env: Mapping[str, str], setting: Setting, values: Values) -> str | None:
     """Where browsers reach S3; download links are presigned for this host, as SigV4 signs the host. Unset: the
     S3 endpoint the pipeline uses (AWS's own where none is set), checked only where links are made (an S3 lake)."""
-    internal = _raw(env, "AWS_ENDPOINT_URL_S3") or _raw(env, "AWS_ENDPOINT_URL")
-    raw = _raw(env, PUBLIC_ENDPOINT)
+    internal = s3_endpoint_url(env)
+    raw = _raw(env, setting.env)
     if raw is None:
-        if internal is None or not lake_uri.startswith("s3://"):
+        if internal is None or not values["lake_uri"].startswith("s3://"):
             return internal
         if _browsable(urlsplit(internal)):
             return internal.rstrip("/")
-        source = "AWS_ENDPOINT_URL_S3" if _raw(env, "AWS_ENDPOINT_URL_S3") else "AWS_ENDPOINT_URL"
+        source = "AWS_ENDPOINT_URL_S3" if _raw(env, "AWS_ENDPOINT_URL_S3") == internal else "AWS_ENDPOINT_URL"
         raise BodyscriptError(
-            f"{PUBLIC_ENDPOINT} is unset, so download links would point at {source}={internal!r}: {_PUBLIC_ACCEPTS}"
+            f"{setting.env} is unset, so download links would point at {source}={internal!r}: {_PUBLIC_ACCEPTS}"
         )
     if not _browsable(urlsplit(raw)):
-        raise BodyscriptError(f"{PUBLIC_ENDPOINT}={raw!r}: {_PUBLIC_ACCEPTS}")
+        raise BodyscriptError(f"{setting.env}={raw!r}: {_PUBLIC_ACCEPTS}")
     return raw.rstrip("/")
 
 
@@ -335,29 +277,591 @@ def _loopback(host: str) -> bool:
         return False
 
 
-STEP_RECORDS = "BODYSCRIPT_STEP_RECORDS_URI"
-
-
-def _step_records(env: Mapping[str, str], lake_uri: str, drop_uri: str, executor: str) -> str:
+def _step_records(env: Mapping[str, str], setting: Setting, values: Values) -> str:
     """Where step records (pickles: whoever writes them runs code in the next pod) live between pods: an S3
     prefix outside the lake, so that the lake's readers and writers cannot reach them. Unset: a sibling of the
     lake prefix, ``<lake prefix>-dagster-io``, in the lake's bucket."""
-    raw = _raw(env, STEP_RECORDS)
+    name, lake_uri = setting.env, values["lake_uri"]
+    raw = _raw(env, name)
     if raw is not None:
         if not raw.startswith("s3://"):
-            raise BodyscriptError(f"{STEP_RECORDS}={raw!r}: use an s3://bucket/prefix URI outside the lake")
-        uri = _uri(env, STEP_RECORDS, Path())
+            raise BodyscriptError(f"{name}={raw!r}: use an s3://bucket/prefix URI outside the lake")
+        uri = _location(name, raw)
     elif lake_uri.startswith("s3://") and "/" in lake_uri.removeprefix("s3://"):
         uri = f"{lake_uri}-dagster-io"
-    elif lake_uri.startswith("s3://") and executor == "k8s":
+    elif lake_uri.startswith("s3://") and values["executor"] == "k8s":
         raise BodyscriptError(
-            f"{STEP_RECORDS} is unset and the lake is the whole bucket {lake_uri}: set it to an s3:// prefix outside "
+            f"{name} is unset and the lake is the whole bucket {lake_uri}: set it to an s3:// prefix outside "
             "the lake, e.g. s3://<another bucket>/dagster-io"
         )
     else:
-        return ""
-    for name, other in (("BODYSCRIPT_LAKE_URI", lake_uri), ("BODYSCRIPT_DROP_URI", drop_uri)):
-        records, around = uri.rstrip("/") + "/", other.rstrip("/") + "/"
+        return setting.default_for(values)
+    for attr in ("lake_uri", "drop_uri"):
+        records, around = uri.rstrip("/") + "/", values[attr].rstrip("/") + "/"
         if records.startswith(around) or around.startswith(records):
-            raise BodyscriptError(f"{STEP_RECORDS}={uri!r} and {name}={other!r}: neither may lie inside the other")
+            raise BodyscriptError(
+                f"{name}={uri!r} and {_env_of(attr)}={values[attr]!r}: neither may lie inside the other"
+            )
     return uri
+
+
+def _env_of(attr: str) -> str:
+    return next(setting.env for setting in SETTINGS if setting.attr == attr)
+
+
+_LIMITS = Limits()  # the input limits' defaults live with the limits
+_QUALITY = QualityThresholds()  # and the quality thresholds' with the checks
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "BODYSCRIPT_HOME",
+        "home",
+        "deployment",
+        "root of all local state: lake, drop folder, model cache, Dagster home",
+        lambda _: Path(".bodyscript").resolve(),
+        "path",
+        shown="`./.bodyscript`",
+    ),
+    Setting(
+        "BODYSCRIPT_LAKE_URI",
+        "lake_uri",
+        "deployment",
+        "where results go",
+        lambda values: _file_uri(values["home"] / "lake"),
+        "uri",
+        shown="`file://$BODYSCRIPT_HOME/lake`",
+    ),
+    Setting(
+        "BODYSCRIPT_DROP_URI",
+        "drop_uri",
+        "deployment",
+        "where videos are dropped; neither it nor the lake may lie inside the other",
+        lambda values: _file_uri(values["home"] / "drop"),
+        "uri",
+        read=_drop_uri,
+        shown="`file://$BODYSCRIPT_HOME/drop`",
+    ),
+    Setting(
+        "BODYSCRIPT_MODEL",
+        "model_variant",
+        "run",
+        "pose model variant",
+        "full",
+        "choice",
+        choices=tuple(MODEL_VARIANTS),
+    ),
+    Setting(
+        "BODYSCRIPT_MODEL_SOURCE",
+        "model_source",
+        "run",
+        "path or URL to fetch the model from",
+        lambda values: MODEL_VARIANTS[values["model_variant"]].url,
+        shown="the official MediaPipe URL of that model",
+    ),
+    Setting(
+        "BODYSCRIPT_MODEL_SHA256",
+        "model_sha256",
+        "run",
+        "expected SHA-256 of the model (set it only for a custom model)",
+        lambda values: MODEL_VARIANTS[values["model_variant"]].sha256,
+        read=_sha256,
+        accepts="64 hex digits",
+        shown="the official hash of that model",
+    ),
+    Setting(
+        "BODYSCRIPT_MIN_VISIBILITY",
+        "min_visibility",
+        "run",
+        "landmarks below this visibility are neither drawn nor measured",
+        0.5,
+        "number",
+        0.0,
+        1.0,
+    ),
+    Setting(
+        "BODYSCRIPT_OVERLAY_MAX_RESOLUTION",
+        "overlay_max_resolution",
+        "run",
+        "the overlay video's short side at most, in pixels (720p); `0` keeps the source's size",
+        720,
+        "integer",
+        0,
+    ),
+    Setting(
+        "BODYSCRIPT_BLUR_FACES",
+        "blur_faces",
+        "run",
+        "blur every detected person's head in the overlay and its thumbnail; `false` shows faces",
+        True,
+        "flag",
+    ),
+    Setting(
+        "DAGSTER_HOME",
+        "dagster_home",
+        "deployment",
+        "Dagster instance; `dagster.yaml` from this repo is installed there",
+        lambda values: (values["home"] / "dagster").resolve(),
+        "path",
+        shown="`$BODYSCRIPT_HOME/dagster`",
+    ),
+    Setting(
+        "BODYSCRIPT_EXECUTOR",
+        "executor",
+        "deployment",
+        "`in_process` (a run's steps in the run's process), `multiprocess` (a process per step), or `k8s` "
+        "(a Kubernetes Job per step)",
+        "in_process",
+        "choice",
+        choices=EXECUTORS,
+    ),
+    Setting(
+        "BODYSCRIPT_POSE_DELEGATE",
+        "pose_delegate",
+        "deployment",
+        "`gpu` asks for MediaPipe's GPU delegate; falls back to CPU with a warning (`pose_delegate` metadata says "
+        "which ran)",
+        "cpu",
+        "choice",
+        choices=("cpu", "gpu"),
+    ),
+    Setting(
+        "BODYSCRIPT_K8S_GPU_NODE_SELECTOR",
+        "k8s_gpu_node_selector",
+        "deployment",
+        "node selector of GPU step pods under `k8s`",
+        "bodyscript.io/pool=gpu",
+    ),
+    Setting(
+        "BODYSCRIPT_K8S_CPU_NODE_SELECTOR",
+        "k8s_cpu_node_selector",
+        "deployment",
+        "node selector of CPU step pods under `k8s`",
+        "bodyscript.io/pool=cpu",
+    ),
+    Setting(
+        "BODYSCRIPT_K8S_GPU_TAINT",
+        "k8s_gpu_taint",
+        "deployment",
+        "taint of the GPU pool that GPU step pods tolerate under `k8s`",
+        "nvidia.com/gpu",
+    ),
+    Setting(
+        "BODYSCRIPT_COST_CPU_POD_HOUR",
+        "cost_cpu_pod_hour",
+        "deployment",
+        "price of a CPU pod hour behind the `estimated_cost` metadata",
+        0.05,
+        "number",
+        0.0,
+    ),
+    Setting(
+        "BODYSCRIPT_COST_GPU_POD_HOUR",
+        "cost_gpu_pod_hour",
+        "deployment",
+        "price of a GPU pod hour behind the `estimated_cost` metadata",
+        1.00,
+        "number",
+        0.0,
+    ),
+    Setting(
+        "BODYSCRIPT_POSE_WORKERS",
+        "pose_workers",
+        "deployment",
+        "parallel frame ranges of pose inference per video (one process each)",
+        lambda _: os.cpu_count() or 1,
+        "integer",
+        1,
+        shown="number of cores",
+    ),
+    Setting(
+        "BODYSCRIPT_POSE_RANGE_FRAMES",
+        "pose_range_frames",
+        "deployment",
+        "under `k8s`: frames per pose step, each its own GPU pod",
+        9000,
+        "integer",
+        1,
+    ),
+    Setting(
+        "BODYSCRIPT_POSE_SERVICE_IDLE_S",
+        "pose_service_idle_s",
+        "deployment",
+        "the warm pose service exits after this many seconds without work; `0`: no service, pose workers start "
+        "with each step",
+        300.0,
+        "number",
+        0.0,
+    ),
+    Setting(
+        "BODYSCRIPT_NUM_POSES",
+        "num_poses",
+        "run",
+        'most people found per frame; above 1, wide frames are covered by overlapping tiles (see "Several people")',
+        1,
+        "integer",
+        1,
+        32,
+    ),
+    Setting(
+        "BODYSCRIPT_POSE_TILES",
+        "pose_tiles",
+        "run",
+        "tiles along the frame's long side (`auto`: one for one person, else enough square tiles)",
+        0,  # 0: automatic
+        "integer",
+        1,
+        16,
+        also="or auto",
+        read=_tiles,
+        shown="`auto`",
+    ),
+    Setting(
+        "BODYSCRIPT_TRACK_MAX_GAP",
+        "track_max_gap",
+        "run",
+        "frames a person may be missing and still keep their id",
+        15,
+        "integer",
+        0,
+    ),
+    Setting(
+        "BODYSCRIPT_FILL_MAX_GAP",
+        "fill_max_gap",
+        "run",
+        "longest gap (frames) the cleaned layer fills by interpolation; `0`: none",
+        10,
+        "integer",
+        0,
+    ),
+    Setting(
+        "BODYSCRIPT_SMOOTH_CUTOFF_HZ",
+        "smooth_cutoff_hz",
+        "run",
+        "cut-off of the cleaned layer's zero-phase Butterworth low-pass; `0`: no smoothing",
+        6.0,
+        "number",
+        0.0,
+    ),
+    Setting(
+        "BODYSCRIPT_METRICS_LANDMARKS",
+        "metrics_landmarks",
+        "run",
+        "which landmarks `metrics` measures (recorded in `videos.metrics_landmarks`)",
+        "cleaned",
+        "choice",
+        choices=METRICS_LANDMARKS,
+    ),
+    Setting(
+        "BODYSCRIPT_QUALITY_MIN_DETECTION_RATE",
+        "quality.min_detection_rate",
+        "run",
+        "below this detection rate, the blocking `pose_detection` check fails",
+        _QUALITY.min_detection_rate,
+        "number",
+        0.0,
+        1.0,
+    ),
+    Setting(
+        "BODYSCRIPT_QUALITY_MIN_VISIBILITY",
+        "quality.min_visibility",
+        "run",
+        "below this mean visibility, the blocking `pose_detection` check fails",
+        _QUALITY.min_visibility,
+        "number",
+        0.0,
+        1.0,
+    ),
+    Setting(
+        "BODYSCRIPT_QUALITY_MAX_JITTER_PX",
+        "quality.max_jitter_px",
+        "run",
+        "above this jitter, in pixels, the `pose_stability` check warns",
+        _QUALITY.max_jitter_px,
+        "number",
+        0.0,
+    ),
+    Setting(
+        "BODYSCRIPT_QUALITY_MAX_FILLED",
+        "quality.max_filled",
+        "run",
+        "above this fraction of filled person-frames, the `pose_stability` check warns",
+        _QUALITY.max_filled,
+        "number",
+        0.0,
+        1.0,
+    ),
+    Setting(
+        "BODYSCRIPT_MAX_BYTES",
+        "limits.max_bytes",
+        "deployment",
+        "input limit: bytes of a video, checked before and while copying it",
+        _LIMITS.max_bytes,
+        "integer",
+        1,
+        note="8 GiB",
+    ),
+    Setting(
+        "BODYSCRIPT_MAX_DURATION_S",
+        "limits.max_duration_s",
+        "deployment",
+        "input limit: seconds of a video, checked on its header before decoding",
+        _LIMITS.max_duration_s,
+        "number",
+        1.0,
+        note="2 h",
+    ),
+    Setting(
+        "BODYSCRIPT_MAX_PIXELS",
+        "limits.max_pixels",
+        "deployment",
+        "input limit: pixels of one frame, checked on the header and on every decoded frame",
+        _LIMITS.max_pixels,
+        "integer",
+        1,
+        note="8192²",
+    ),
+    Setting(
+        "BODYSCRIPT_MAX_FRAMES",
+        "limits.max_frames",
+        "deployment",
+        "input limit: frames of a video, checked while decoding",
+        _LIMITS.max_frames,
+        "integer",
+        1,
+    ),
+    Setting(
+        "BODYSCRIPT_MAX_TOTAL_PIXELS",
+        "limits.max_total_pixels",
+        "deployment",
+        "input limit: pixels decoded over the whole video, estimated from the header and counted while decoding",
+        _LIMITS.max_total_pixels,
+        "integer",
+        1,
+        note="1080p × 60 fps × 2 h",
+    ),
+    Setting(
+        "BODYSCRIPT_SENSOR_INTERVAL_S",
+        "sensor_interval_s",
+        "deployment",
+        "seconds between drop-zone scans (the daemon evaluates sensors every 5 s)",
+        5,
+        "integer",
+        1,
+    ),
+    Setting(
+        "BODYSCRIPT_SCAN_MAX_PAGES",
+        "scan_max_pages",
+        "deployment",
+        "listing pages per drop-zone scan",
+        20,
+        "integer",
+        1,
+    ),
+    Setting(
+        "BODYSCRIPT_SCAN_PAGE_SIZE",
+        "scan_page_size",
+        "deployment",
+        "objects per listing page (S3's maximum is 1000)",
+        1000,
+        "integer",
+        1,
+        1000,
+    ),
+    Setting(
+        "BODYSCRIPT_SCAN_MAX_NEW",
+        "scan_max_new",
+        "deployment",
+        "new videos taken per scan (the rest wait for the next)",
+        100,
+        "integer",
+        1,
+    ),
+    Setting(
+        "BODYSCRIPT_SETTLE_S",
+        "settle_s",
+        "deployment",
+        "a local file this many seconds old is taken; a younger one once two listings agree on its size and mtime",
+        2.0,
+        "number",
+        0.0,
+    ),
+    Setting(
+        "BODYSCRIPT_QUOTA_PER_HOUR",
+        "quota_per_hour",
+        "deployment",
+        "new videos taken per top-level drop folder per hour",
+        0,
+        "integer",
+        0,
+        note="off",
+    ),
+    Setting(
+        "BODYSCRIPT_QUOTA_GLOBAL_PER_HOUR",
+        "quota_global_per_hour",
+        "deployment",
+        "new videos taken from the whole drop zone per hour",
+        0,
+        "integer",
+        0,
+        note="off",
+    ),
+    Setting(
+        "BODYSCRIPT_RETENTION_DAYS",
+        "retention_days",
+        "deployment",
+        "derived artifacts older than this many days are removed by retention",
+        30.0,
+        "number",
+        1.0,
+    ),
+    Setting(
+        "BODYSCRIPT_RETENTION_MODE",
+        "retention_mode",
+        "deployment",
+        "what retention does with old derived artifacts: `delete`, or `archive` (move under `<lake>/archive/`)",
+        "delete",
+        "choice",
+        choices=("delete", "archive"),
+    ),
+    Setting(
+        "BODYSCRIPT_RETENTION_DRY_RUN",
+        "retention_dry_run",
+        "deployment",
+        "retention only reports what it would remove",
+        False,
+        "flag",
+    ),
+    Setting(
+        "BODYSCRIPT_RUN_RETENTION_DAYS",
+        "run_retention_days",
+        "deployment",
+        "Dagster run records older than this many days are purged",
+        90.0,
+        "number",
+        1.0,
+    ),
+    Setting(
+        "BODYSCRIPT_PRESIGN_EXPIRY_S",
+        "presign_expiry_s",
+        "deployment",
+        "lifetime of presigned download links, in seconds",
+        86400,
+        "integer",
+        1,
+        7 * 86400,
+    ),
+    Setting(
+        "BODYSCRIPT_S3_PUBLIC_ENDPOINT",
+        "s3_public_endpoint",
+        "deployment",
+        "the S3 endpoint browsers reach: download links are presigned for it (SigV4 signs the host). Required on "
+        "an S3 lake when `AWS_ENDPOINT_URL` is plain HTTP elsewhere (`http://minio:9000`). A link never outlives "
+        "the credentials that signed it: with temporary ones (IRSA, assumed roles, `AWS_CREDENTIAL_EXPIRATION`) "
+        "it expires with them, with a session token of unknown expiry after one hour at most",
+        None,  # None: AWS's own endpoint
+        read=_public_endpoint,
+        accepts="an `https://` URL, or `http://` on a loopback host only (`localhost`, `127.0.0.1`, `::1`)",
+        shown="`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL` (unset: AWS's own)",
+    ),
+    Setting(
+        "BODYSCRIPT_STEP_RECORDS_URI",
+        "step_records_uri",
+        "deployment",
+        "under `k8s` on an S3 lake: where steps pass records (pickles) to the next pod, outside the lake so that "
+        "only the pipeline may write them (`StepRecordsOnlyThePipeline` in `deploy/iam-policy.json`); "
+        "`step_records_cleanup_sensor` deletes a run's records when it (and any retry of it) ends",
+        "",  # "": step records stay under DAGSTER_HOME (no k8s executor on an S3 lake)
+        read=_step_records,
+        accepts="an `s3://bucket/prefix` URI outside the lake and the drop zone",
+        shown="on an S3 lake `s3://<lake bucket>/<lake prefix>-dagster-io`, else none (under `DAGSTER_HOME`)",
+    ),
+)
+_GROUPS = {"limits": Limits, "quality": QualityThresholds}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The settings of a deployment; each attribute is declared (variable, default, bounds) in :data:`SETTINGS`."""
+
+    home: Path
+    lake_uri: str
+    drop_uri: str
+    model_variant: str
+    model_source: str
+    model_sha256: str
+    min_visibility: float
+    dagster_home: Path
+    pose_workers: int
+    pose_delegate: str
+    cost_cpu_pod_hour: float
+    cost_gpu_pod_hour: float
+    executor: str
+    k8s_gpu_node_selector: str
+    k8s_cpu_node_selector: str
+    k8s_gpu_taint: str
+    limits: Limits
+    num_poses: int
+    pose_tiles: int  # 0: automatic
+    track_max_gap: int
+    fill_max_gap: int
+    smooth_cutoff_hz: float
+    metrics_landmarks: str
+    overlay_max_resolution: int
+    blur_faces: bool
+    pose_range_frames: int
+    pose_service_idle_s: float
+    quality: QualityThresholds
+    sensor_interval_s: int
+    scan_max_pages: int
+    scan_page_size: int
+    scan_max_new: int
+    settle_s: float
+    quota_per_hour: int
+    quota_global_per_hour: int
+    retention_days: float
+    retention_mode: str
+    retention_dry_run: bool
+    run_retention_days: float
+    presign_expiry_s: int
+    s3_public_endpoint: str | None  # None: AWS's own endpoint
+    step_records_uri: str  # "": step records stay under DAGSTER_HOME (no k8s executor on an S3 lake)
+
+    @property
+    def step_records_on_s3(self) -> bool:
+        """Steps run in pods that share nothing but S3: their records (pickles) go to ``step_records_uri``."""
+        return self.executor == "k8s" and self.lake_uri.startswith("s3://")
+
+    @property
+    def pose_service(self) -> PoseService | None:
+        """The warm pose service shared by runs on this machine; none in pods, which each run one step."""
+        if self.executor == "k8s" or self.pose_service_idle_s <= 0:
+            return None
+        return PoseService(self.home, self.pose_service_idle_s)
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.home / "models"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """The settings of this environment. Fails closed: any invalid or contradictory value stops start-up
+        with one line naming the variable and what it accepts, never a silent default."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            values[setting.attr] = setting.value(env, values)
+        fields = {attr: value for attr, value in values.items() if "." not in attr}
+        for group, kind in _GROUPS.items():
+            members = {attr.removeprefix(group + "."): v for attr, v in values.items() if attr.startswith(group + ".")}
+            fields[group] = kind(**members)
+        return cls(**fields)
+
+
+def settings_table() -> str:
+    """The declarations as the markdown table of the README's "Settings" section."""
+    rows = [
+        "| variable | default | accepts | scope | meaning |",
+        "|---|---|---|---|---|",
+        *(f"| `{s.env}` | {s.shown_default()} | {s.accepted()} | {s.scope} | {s.doc} |" for s in SETTINGS),
+    ]
+    return "\n".join(rows)

@@ -15,7 +15,7 @@ import shutil
 import stat
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -25,18 +25,23 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from bodyscript_pipeline.errors import BodyscriptError, SourceChanged, VideoError
-from bodyscript_pipeline.validation import check_bytes
+from bodyscript_pipeline.video.limits import check_bytes
 
 S3_MAX_ATTEMPTS = 5
-COPY_CHUNK = 8 << 20
+COPY_BYTES = 8 << 20
 # The longest a presigned link lasts when signed with a session token of unknown expiry: STS's default
 # session length (AssumeRole, web identity), so such a link rarely claims more than its token gives.
 UNKNOWN_EXPIRY_LIFETIME_S = 3600
 
 
-def s3_endpoint_url() -> str | None:
-    """The S3 endpoint of MinIO or another S3-compatible store (``AWS_ENDPOINT_URL[_S3]``); None for AWS."""
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+def s3_endpoint_url(env: Mapping[str, str] | None = None) -> str | None:
+    """The S3 endpoint of MinIO or another S3-compatible store (``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``,
+    of ``env`` or this process's environment; blank means unset); None for AWS."""
+    env = os.environ if env is None else env
+    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
+        if value := (env.get(name) or "").strip():
+            return value
+    return None
 
 
 def s3_region() -> str | None:
@@ -246,10 +251,10 @@ def _bounded_copy(read: Callable[[int], bytes], dest: Path, name: str, max_bytes
     """Copy what ``read`` gives to ``dest``; a ``VideoError`` as soon as it gives more than ``max_bytes``."""
     copied = 0
     with dest.open("wb") as out:
-        while chunk := read(min(COPY_CHUNK, max_bytes + 1 - copied)):
-            copied += len(chunk)
+        while block := read(min(COPY_BYTES, max_bytes + 1 - copied)):
+            copied += len(block)
             check_bytes(name, copied, max_bytes)
-            out.write(chunk)
+            out.write(block)
     return copied
 
 

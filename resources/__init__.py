@@ -11,14 +11,12 @@ from typing import Any
 import dagster as dg
 
 from bodyscript_pipeline import storage
-from bodyscript_pipeline.cleaning import CleaningOptions
-from bodyscript_pipeline.model import ModelFile, ensure_model
-from bodyscript_pipeline.overlay_video import OverlayStyle
-from bodyscript_pipeline.pose import PoseOptions
-from bodyscript_pipeline.pose_service import PoseService
-from bodyscript_pipeline.quality import QualityThresholds
+from bodyscript_pipeline.cleaning.filters import CleaningOptions
+from bodyscript_pipeline.overlay.video import OverlayStyle
+from bodyscript_pipeline.pose.estimator import PoseOptions
+from bodyscript_pipeline.pose.model import ModelFile, ensure_model
+from bodyscript_pipeline.pose.service import PoseService
 from bodyscript_pipeline.settings import Settings
-from bodyscript_pipeline.validation import Limits
 
 
 def step_io_manager(settings: Settings) -> dg.IOManagerDefinition:
@@ -69,58 +67,6 @@ class PipelineResource:
         return cls(settings)
 
     @property
-    def lake_uri(self) -> str:
-        return self.settings.lake_uri
-
-    @property
-    def drop_uri(self) -> str:
-        return self.settings.drop_uri
-
-    @property
-    def min_visibility(self) -> float:
-        return self.settings.min_visibility
-
-    @property
-    def pose_workers(self) -> int:
-        return self.settings.pose_workers
-
-    @property
-    def num_poses(self) -> int:
-        return self.settings.num_poses
-
-    @property
-    def smooth_cutoff_hz(self) -> float:
-        return self.settings.smooth_cutoff_hz
-
-    @property
-    def fill_max_gap(self) -> int:
-        return self.settings.fill_max_gap
-
-    @property
-    def metrics_landmarks(self) -> str:
-        return self.settings.metrics_landmarks
-
-    @property
-    def pose_range_frames(self) -> int:
-        return self.settings.pose_range_frames
-
-    @property
-    def pose_delegate(self) -> str:
-        return self.settings.pose_delegate
-
-    @property
-    def cost_cpu_pod_hour(self) -> float:
-        return self.settings.cost_cpu_pod_hour
-
-    @property
-    def cost_gpu_pod_hour(self) -> float:
-        return self.settings.cost_gpu_pod_hour
-
-    @property
-    def presign_expiry_s(self) -> int:
-        return self.settings.presign_expiry_s
-
-    @property
     def pose_options(self) -> PoseOptions:
         s = self.settings
         return PoseOptions(s.num_poses, s.pose_tiles or None, s.pose_delegate, s.track_max_gap)
@@ -138,15 +84,8 @@ class PipelineResource:
 
     @property
     def cleaning(self) -> CleaningOptions:
-        return CleaningOptions(self.fill_max_gap, self.smooth_cutoff_hz, self.min_visibility)
-
-    @property
-    def quality(self) -> QualityThresholds:
-        return self.settings.quality
-
-    @property
-    def limits(self) -> Limits:
-        return self.settings.limits
+        s = self.settings
+        return CleaningOptions(s.fill_max_gap, s.smooth_cutoff_hz, s.min_visibility)
 
     def model(self) -> ModelFile:
         """The pose model file, fetched into the cache on first use and hash-checked."""
@@ -162,4 +101,4 @@ class PipelineResource:
         local files."""
         if not uri.startswith("s3://"):
             return None
-        return storage.presigned_url(uri, self.presign_expiry_s, self.settings.s3_public_endpoint)
+        return storage.presigned_url(uri, self.settings.presign_expiry_s, self.settings.s3_public_endpoint)

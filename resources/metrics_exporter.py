@@ -24,8 +24,7 @@ from dagster._core.execution.stats import StepEventStatus
 from dagster._core.scheduler.instigation import InstigatorType, TickStatus
 from prometheus_client import disable_created_metrics, start_http_server
 
-from assets.jobs import PROCESS_VIDEO_JOB
-from assets.video_assets import DERIVED_STEP, POSE_STEP, VIDEO_ASSET_KEYS
+from assets import DERIVED_STEP, POSE_STEP, PROCESS_VIDEO_JOB, VIDEO_ASSET_KEYS
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.monitoring.families import DELEGATES, PipelineMetrics
 from bodyscript_pipeline.monitoring.lake_usage import bytes_per_table

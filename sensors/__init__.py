@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from assets import fleet_summary
+from assets import FLEET_SUMMARY_KEY
 from bodyscript_pipeline.settings import Settings
 from sensors.drop_zone import DROP_ZONE_SENSOR, build_drop_zone_sensor
 from sensors.retention import (
@@ -32,7 +32,7 @@ def build_automation(settings: Settings) -> Automation:
     # Evaluates the fleet summary's automation condition; on by default, unlike Dagster's default one.
     fleet_sensor = dg.AutomationConditionSensorDefinition(
         FLEET_AUTOMATION_SENSOR,
-        target=[fleet_summary],
+        target=[FLEET_SUMMARY_KEY],
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=60,  # a rebuild is a run: a burst of drops should not pay for one every 30 s
     )

@@ -8,12 +8,12 @@ import dagster as dg
 
 from assets import process_video_job, source_video, videos_partitions
 from assets.partitions import SOURCE_URI_TAG, SOURCE_VERSION_TAG
-from bodyscript_pipeline import pose_service
-from bodyscript_pipeline.drop_scan import ScanState, scan
-from bodyscript_pipeline.drop_zone import lister_for
-from bodyscript_pipeline.partition_keys import partition_key_for
+from bodyscript_pipeline.drop_zone.listing import lister_for
+from bodyscript_pipeline.drop_zone.scan import ScanState, scan
+from bodyscript_pipeline.lake.partition_keys import partition_key_for
+from bodyscript_pipeline.lake.sources import register_source
+from bodyscript_pipeline.pose import service as pose_service
 from bodyscript_pipeline.settings import Settings
-from bodyscript_pipeline.sources import register_source
 from resources import PipelineResource
 
 DROP_ZONE_SENSOR = "drop_zone_sensor"
@@ -39,7 +39,7 @@ def build_drop_zone_sensor(settings: Settings) -> dg.SensorDefinition:
         """A local drop folder is made while the cursor knows no video (first start: ``$BODYSCRIPT_HOME/drop``
         need not exist); once it knows some, a missing folder or bucket fails the tick, which keeps the cursor,
         so an unmounted disk neither forgets its videos nor runs them again when it is back."""
-        drop_uri = pipeline.drop_uri
+        drop_uri = pipeline.settings.drop_uri
         client = pipeline.s3_client() if drop_uri.startswith("s3://") else None
         state = ScanState.decode(context.cursor)
         lister = lister_for(
@@ -65,7 +65,7 @@ def build_drop_zone_sensor(settings: Settings) -> dg.SensorDefinition:
         events: list[dg.AssetObservation] = []
         for found in result.new:
             key = partition_key_for(found.obj.key)
-            register_source(pipeline.lake_uri, key, found.obj.uri, found.version)
+            register_source(pipeline.settings.lake_uri, key, found.obj.uri, found.version)
             keys.append(key)
             runs.append(
                 dg.RunRequest(

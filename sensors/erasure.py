@@ -55,7 +55,7 @@ BUSY = [
     dg.DagsterRunStatus.CANCELING,
 ]
 EVENTS = SqlEventLogStorageTable
-CHUNK = 500
+BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -156,9 +156,9 @@ def _delete_run_files(instance: dg.DagsterInstance, run_id: str) -> None:
     shutil.rmtree(Path(instance.storage_directory()) / run_id, ignore_errors=True)
 
 
-def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]
+def _batches(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), BATCH):
+        yield values[start : start + BATCH]
 
 
 def _delete_asset_events(storage: SqlEventLogStorage, partition: str, run_ids: Sequence[str]) -> tuple[int, int]:
@@ -167,8 +167,8 @@ def _delete_asset_events(storage: SqlEventLogStorage, partition: str, run_ids: S
     with storage.index_connection() as conn:
         rows = conn.execute(db.select(EVENTS.c.id, EVENTS.c.run_id).where(EVENTS.c.partition == partition)).fetchall()
         ids = [row[0] for row in rows]
-        for chunk in _chunks(ids):
-            conn.execute(AssetEventTagsTable.delete().where(AssetEventTagsTable.c.event_id.in_(chunk)))
+        for batch in _batches(ids):
+            conn.execute(AssetEventTagsTable.delete().where(AssetEventTagsTable.c.event_id.in_(batch)))
         conn.execute(EVENTS.delete().where(EVENTS.c.partition == partition))
         checks = AssetCheckExecutionsTable
         gone = conn.execute(

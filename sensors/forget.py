@@ -1,6 +1,6 @@
-"""Forgetting a video: ``bodyscript forget`` and the ``forget`` job remove everything derived from it from the lake
-(``bodyscript_pipeline.erasure``) and the Dagster instance (``sensors.erasure``), check that nothing is left, and
-write an audit record that names nothing.
+"""Forgetting a video: ``bodyscript forget`` and the ``forget`` job remove everything derived from it from the
+lake (``bodyscript_pipeline.retention.erasure``) and the Dagster instance (``sensors.erasure``), check that nothing
+is left, and write an audit record that names nothing.
 
 A request names one partition, every partition registered from one source URI, or every partition whose
 registered source URI starts with a folder prefix (one uploader's folder)."""
@@ -13,7 +13,9 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
-from bodyscript_pipeline.erasure import (
+from bodyscript_pipeline.errors import BodyscriptError
+from bodyscript_pipeline.lake.partition_keys import check_partition_key
+from bodyscript_pipeline.retention.erasure import (
     LakeErasure,
     erase_from_lake,
     partitions_of_source,
@@ -25,8 +27,6 @@ from bodyscript_pipeline.erasure import (
     step_record_roots,
     write_audit,
 )
-from bodyscript_pipeline.errors import BodyscriptError
-from bodyscript_pipeline.partition_keys import check_partition_key
 from bodyscript_pipeline.settings import Settings
 from resources import PipelineResource
 from sensors.erasure import (

@@ -14,9 +14,9 @@ from pydantic import Field
 
 from assets import videos_partitions
 from bodyscript_pipeline import storage
-from bodyscript_pipeline.retention import apply_retention
+from bodyscript_pipeline.lake.sources import load_source
+from bodyscript_pipeline.retention.artifacts import apply_retention
 from bodyscript_pipeline.settings import Settings
-from bodyscript_pipeline.sources import load_source
 from resources import PipelineResource
 
 RETENTION_JOB = "retention"
@@ -111,7 +111,7 @@ def _artifacts_op(settings: Settings) -> dg.OpDefinition:
     ) -> dg.Output:
         _check_run_config(settings, context.run_config)
         older_than_days, dry_run = _artifact_policy(settings, config)
-        report = apply_retention(pipeline.lake_uri, older_than_days, mode, dry_run)
+        report = apply_retention(pipeline.settings.lake_uri, older_than_days, mode, dry_run)
         verb = "would " + mode if dry_run else mode + "d"
         context.log.info(f"{verb} {len(report.artifacts)} artifact folder(s) of {report.partitions} partition(s)")
         rows = [
@@ -205,7 +205,7 @@ def build_source_cleanup_sensor(settings: Settings) -> dg.SensorDefinition:
             start = 0
         batch = partitions[start : start + CLEANUP_BATCH]
         gone = [key for key in batch if _source_deleted(pipeline, key)]
-        refusal = _cleanup_refusal(pipeline.drop_uri, len(batch), gone) if gone else None
+        refusal = _cleanup_refusal(pipeline.settings.drop_uri, len(batch), gone) if gone else None
         if refusal:
             context.log.error(refusal)
             return dg.SensorResult(cursor=context.cursor, skip_reason=refusal)
@@ -256,7 +256,7 @@ def _drop_root_missing(drop_uri: str) -> str | None:
 def _source_deleted(pipeline: PipelineResource, partition: str) -> bool:
     """Only drop-zone sources count: a partition made by the CLI from a user's own file is the user's."""
     try:
-        source = load_source(pipeline.lake_uri, partition)
+        source = load_source(pipeline.settings.lake_uri, partition)
     except Exception:
         return False
-    return source.uri.startswith(pipeline.drop_uri.rstrip("/") + "/") and not storage.exists(source.uri)
+    return source.uri.startswith(pipeline.settings.drop_uri.rstrip("/") + "/") and not storage.exists(source.uri)

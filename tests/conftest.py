@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from bodyscript_pipeline.settings import Settings
-from tests.demo_run import demo_run  # noqa: F401 - the session's real-clip run, shared by several test files
-from tests.s3_server import S3Server, running_s3_server
+from tests.support.demo_run import demo_run  # noqa: F401 - the session's real-clip run, shared by several test files
+from tests.support.repo import REPO
+from tests.support.s3_server import S3Server, running_s3_server
 
-REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 

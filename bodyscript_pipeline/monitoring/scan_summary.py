@@ -2,8 +2,8 @@
 
 The drop-zone sensor leaves ``ScanResult.describe()`` as its tick's skip reason (no run requested) or in its
 tick's log (runs requested); that text is the only place the counts are stored. Each count is read on its own,
-so a reworded or reordered summary loses only the counts whose words changed (tests/test_monitoring.py reads
-back a real ``describe()`` to catch that).
+so a reworded or reordered summary loses only the counts whose words changed
+(tests/resources/test_metrics_exporter.py reads back a real ``describe()`` to catch that).
 """
 
 from __future__ import annotations

@@ -1,0 +1,109 @@
+"""Where each table and file of one video lives in the lake (Hive-style, one folder per video).
+
+```
+<lake>/sources/video=<partition>/source.json          the source object's URI and version
+<lake>/sources/video=<partition>/writing.json         while a run writes the outputs (views leave them out)
+<lake>/videos/video=<partition>/part-0.parquet        probe data, source, version, summary
+<lake>/frames/video=<partition>/index.parquet         frame index: index, pts, timestamp_ms
+<lake>/frames/video=<partition>/probe.json            probe of the source
+<lake>/frames/video=<partition>/source<ext>           the source's bytes, as decoded by every step
+<lake>/landmarks/video=<partition>/part-0.parquet     frame x person x landmark
+<lake>/landmarks/video=<partition>/overlay-segments/  overlay segments the pose workers drew (until joined)
+<lake>/landmarks/video=<partition>/ranges/            pose ranges' rows and segments under k8s (until merged)
+<lake>/landmarks_clean/video=<partition>/part-0.parquet  frame x person x landmark, gaps filled, smoothed
+<lake>/quality/video=<partition>/part-0.parquet       the video and each person: detection, jitter, fill
+<lake>/frame_metrics/video=<partition>/part-0.parquet frame x person: angles, velocities
+<lake>/video_metrics/video=<partition>/part-0.parquet video x joint: range of motion
+<lake>/overlays/video=<partition>/overlay.mp4, thumbnail.jpg
+<lake>/exports/video=<partition>/person-<id>.trc, person-<id>.mot, landmarks.csv, angles-<joint>.png
+<lake>/fleet_summary/part-0.parquet                   one row per video: the fleet at a glance
+```
+
+The partition key is checked when a ``VideoLake`` is made (``partition_keys.check_partition_key``), and file names
+given to it are single names, so every location is inside its video's folders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bodyscript_pipeline.errors import BodyscriptError
+from bodyscript_pipeline.lake.partition_keys import check_partition_key
+from bodyscript_pipeline.storage import join
+
+WRITING = "writing.json"
+TABLES = ("videos", "frames", "landmarks", "landmarks_clean", "quality", "frame_metrics", "video_metrics")
+
+
+def fleet_summary_uri(lake_uri: str) -> str:
+    return join(lake_uri, "fleet_summary", "part-0.parquet")
+
+
+@dataclass(frozen=True)
+class VideoLake:
+    """The lake locations of one video partition."""
+
+    lake_uri: str
+    partition: str
+
+    def __post_init__(self) -> None:
+        check_partition_key(self.partition)
+
+    def folder(self, table: str) -> str:
+        return join(self.lake_uri, table, f"video={self.partition}")
+
+    @property
+    def source_record(self) -> str:
+        return join(self.folder("sources"), "source.json")
+
+    @property
+    def writing(self) -> str:
+        """Present while a run writes the partition's outputs: the lake's views leave the partition out until
+        the run has written them all, so no reader sees a half-written set."""
+        return join(self.folder("sources"), WRITING)
+
+    @property
+    def frame_index(self) -> str:
+        return join(self.folder("frames"), "index.parquet")
+
+    @property
+    def probe(self) -> str:
+        return join(self.folder("frames"), "probe.json")
+
+    def source_copy(self, suffix: str) -> str:
+        return join(self.folder("frames"), _single_name(f"source{suffix or '.mp4'}"))
+
+    def table_part(self, table: str) -> str:
+        return join(self.folder(table), "part-0.parquet")
+
+    def overlay_segment(self, start: int, stop: int) -> str:
+        return join(self.folder("landmarks"), "overlay-segments", f"frames-{start:07d}-{stop:07d}.mp4")
+
+    def pose_range(self, index: int, suffix: str) -> str:
+        """A pose range's rows (``.parquet``) or overlay segment (``.mp4``), from its step to the merge."""
+        return join(self.pose_ranges, f"range-{index:05d}{suffix}")
+
+    @property
+    def pose_ranges(self) -> str:
+        return join(self.folder("landmarks"), "ranges")
+
+    @property
+    def overlay_segments(self) -> str:
+        return join(self.folder("landmarks"), "overlay-segments")
+
+    @property
+    def overlay(self) -> str:
+        return join(self.folder("overlays"), "overlay.mp4")
+
+    def export_file(self, name: str) -> str:
+        return join(self.folder("exports"), _single_name(name))
+
+    @property
+    def thumbnail(self) -> str:
+        return join(self.folder("overlays"), "thumbnail.jpg")
+
+
+def _single_name(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name in (".", ".."):
+        raise BodyscriptError(f"{name!r} is not a file name")
+    return name

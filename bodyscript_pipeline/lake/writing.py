@@ -1,0 +1,18 @@
+"""While a run writes a partition, the lake's views leave it out: a marker under ``sources/`` says so."""
+
+from __future__ import annotations
+
+import json
+
+from bodyscript_pipeline import storage
+from bodyscript_pipeline.lake.paths import VideoLake
+
+
+def begin_writing(lake_uri: str, partition: str, run_id: str) -> None:
+    """Hide the partition from the lake's views until :func:`end_writing`: its outputs are about to change."""
+    storage.write_bytes(VideoLake(lake_uri, partition).writing, json.dumps({"run_id": run_id}).encode())
+
+
+def end_writing(lake_uri: str, partition: str) -> None:
+    """Every output of the run is written: the partition's new set shows in the views at once."""
+    storage.delete_tree(VideoLake(lake_uri, partition).writing)

@@ -1,0 +1,131 @@
+"""Age-based retention of derived artifacts in the lake: delete them, or move them to an archive prefix.
+
+Only the lake's derived tables are ever considered (see ``DERIVED_TABLES``); the drop zone is not even
+known to this module, so a source video can never be deleted by a derived-data policy. The ``sources``
+registry is kept too, so an archived or deleted partition can be materialized again from its source.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from bodyscript_pipeline import storage
+from bodyscript_pipeline.lake.paths import TABLES
+
+DERIVED_TABLES: tuple[str, ...] = (*TABLES, "overlays", "exports")
+ARCHIVE_PREFIX = "archive"
+PARTITION_FOLDER = "video="
+
+
+@dataclass(frozen=True)
+class AgedArtifact:
+    table: str
+    partition: str
+    uri: str
+    files: int
+    bytes: int
+    age_days: float
+
+
+@dataclass(frozen=True)
+class RetentionReport:
+    mode: str
+    dry_run: bool
+    older_than_days: float
+    artifacts: list[AgedArtifact]
+
+    @property
+    def partitions(self) -> int:
+        return len({a.partition for a in self.artifacts})
+
+    @property
+    def bytes(self) -> int:
+        return sum(a.bytes for a in self.artifacts)
+
+
+def _mtime(info: dict) -> float:
+    value = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value)
+
+
+def aged_artifacts(lake_uri: str, older_than_days: float, now: float | None = None) -> Iterator[AgedArtifact]:
+    """Partition folders of derived tables whose newest file is older than ``older_than_days``."""
+    now = time.time() if now is None else now
+    fs, root = storage.filesystem(lake_uri)
+    for table in DERIVED_TABLES:
+        table_root = f"{root.rstrip('/')}/{table}"
+        if not fs.exists(table_root):
+            continue
+        for folder in sorted(fs.ls(table_root, detail=False)):
+            name = folder.rstrip("/").rsplit("/", 1)[-1]
+            if not name.startswith(PARTITION_FOLDER):
+                continue
+            files = fs.find(folder, detail=True)
+            if not files:
+                continue
+            newest = max(_mtime(info) for info in files.values())
+            age_days = (now - newest) / 86400
+            if age_days > older_than_days:
+                yield AgedArtifact(
+                    table=table,
+                    partition=name.removeprefix(PARTITION_FOLDER),
+                    uri=storage.join(lake_uri, table, name),
+                    files=len(files),
+                    bytes=sum(int(info.get("size") or 0) for info in files.values()),
+                    age_days=age_days,
+                )
+
+
+def apply_retention(
+    lake_uri: str, older_than_days: float, mode: str, dry_run: bool, now: float | None = None
+) -> RetentionReport:
+    """Delete (or archive under ``<lake>/archive/``) every aged artifact; with ``dry_run`` only report."""
+    if mode not in ("delete", "archive"):
+        raise ValueError(f"retention mode must be delete or archive, not {mode!r}")
+    artifacts = list(aged_artifacts(lake_uri, older_than_days, now))
+    if not dry_run:
+        fs, _ = storage.filesystem(lake_uri)
+        for artifact in artifacts:
+            _, path = storage.filesystem(artifact.uri)
+            if mode == "archive":
+                _, target = storage.filesystem(archive_uri(lake_uri, artifact))
+                _archive(fs, path.rstrip("/"), target.rstrip("/"))
+            else:
+                fs.rm(path, recursive=True)
+    return RetentionReport(mode, dry_run, older_than_days, artifacts)
+
+
+def archive_uri(lake_uri: str, artifact: AgedArtifact) -> str:
+    return storage.join(lake_uri, ARCHIVE_PREFIX, artifact.table, PARTITION_FOLDER + artifact.partition)
+
+
+def _archive(fs: fsspec.AbstractFileSystem, folder: str, target: str) -> None:
+    """Move each file of ``folder`` to the same relative path under ``target``, replacing an earlier archive's
+    copy. File-to-file moves never nest a folder in an existing one (as a folder ``mv`` does) and work on S3
+    (copy each object, then delete the copied originals); an interrupted archive completes on the next run."""
+    files = sorted(fs.find(folder))
+    local = isinstance(fs, LocalFileSystem)
+    for path in files:
+        copy = f"{target}/{path.removeprefix(folder + '/')}"
+        if local:
+            Path(copy).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).replace(copy)
+        else:
+            fs.cp_file(path, copy)
+    if not local and files:
+        fs.rm(files)
+    if local:
+        for directory, _, _ in os.walk(folder, topdown=False):
+            with contextlib.suppress(OSError):
+                Path(directory).rmdir()  # only emptied folders: a file written since the listing stays

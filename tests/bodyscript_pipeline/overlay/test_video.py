@@ -1,0 +1,140 @@
+"""Overlay segments: scaled, rotated, drawn, encoded in frame ranges and joined into one browser-ready MP4."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from bodyscript_pipeline import storage
+from bodyscript_pipeline.overlay.video import (
+    OverlayEncoder,
+    OverlayStyle,
+    frame_at,
+    join_segments,
+    overlay_size,
+    rotate_yuv420p,
+)
+from bodyscript_pipeline.skeleton.landmarks import NUM_LANDMARKS
+from bodyscript_pipeline.steps.overlays import _overlay_ranges
+from bodyscript_pipeline.video.io import iter_decoded, probe_video
+from tests.support.lake_checks import decoded_video, top_level_boxes
+from tests.support.video_factory import pattern_frame, pattern_video
+
+NOBODY = np.empty((0, NUM_LANDMARKS, 3), np.float32)
+NO_IDS = np.empty(0, np.uint16)
+
+
+@pytest.mark.parametrize(
+    ("size", "limit", "expected"),
+    [((1768, 994), 720, (1280, 720)), ((1080, 1920), 720, (720, 1280)), ((640, 480), 720, (640, 480)),
+     ((1768, 994), 0, (1768, 994)), ((33, 21), 720, (32, 20)), ((3840, 2160), 1080, (1920, 1080))],
+)  # fmt: skip
+def test_overlay_size_caps_the_short_side(size: tuple[int, int], limit: int, expected: tuple[int, int]) -> None:
+    assert overlay_size(*size, limit) == expected
+
+
+@pytest.mark.parametrize("rotation", [0, 90, 180, 270])
+def test_rotating_yuv420p_planes_matches_rotating_rgb(rotation: int) -> None:
+    rgb = pattern_frame(64, 48, 5)
+    rgb[5:9, 40:60] = (250, 20, 20)
+    planes = av.VideoFrame.from_ndarray(rgb, format="rgb24").to_ndarray(format="yuv420p")
+
+    rotated = rotate_yuv420p(planes, rotation)
+
+    back = av.VideoFrame.from_ndarray(rotated, format="yuv420p").to_ndarray(format="rgb24").astype(int)
+    expected = av.VideoFrame.from_ndarray(planes, format="yuv420p").to_ndarray(format="rgb24")
+    assert np.abs(back - np.rot90(expected, rotation // 90).astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_segments_join_into_the_whole_video(tmp_path: Path, rotation: int) -> None:
+    """Three ranges of a variable-frame-rate video, encoded apart and joined: every frame once, each at its
+    source time, the picture of one encoding of the whole, and a faststart MP4."""
+    pts_ms = [round(i * 33.4) + (40 if i > 20 else 0) for i in range(45)]
+    source = pattern_video(tmp_path / "source.mp4", 96, 64, 45, pts_ms=pts_ms, rotation=rotation)
+    probe, index = probe_video(source)
+    style = OverlayStyle(max_resolution=48)
+
+    def encode(path: Path, start: int, stop: int) -> Path:
+        with OverlayEncoder(path, probe, style, first_pts=index.pts[start], threads=1) as encoder:
+            for _, pts, frame in iter_decoded(source, index, start, stop):
+                encoder.add(frame, pts, NOBODY, NO_IDS)
+        return path
+
+    bounds = [(0, 10), (10, 31), (31, 45)]
+    segments = [encode(tmp_path / f"part-{a}.mp4", a, b) for a, b in bounds]
+    joined = tmp_path / "joined.mp4"
+    offsets = [index.pts[a] - probe.start_pts for a, _ in bounds]
+
+    assert join_segments(segments, offsets, probe.time_base, joined) == 45
+
+    whole = encode(tmp_path / "whole.mp4", 0, 45)
+    codec, pix_fmt, width, height, times = decoded_video(joined)
+    assert (codec, pix_fmt) == ("h264", "yuv420p")
+    assert (width, height) == ((48, 72) if rotation else (72, 48))
+    assert times == [probe.timestamp_ms(p) for p in index.pts] == decoded_video(whole)[4]
+    assert top_level_boxes(joined).index("moov") < top_level_boxes(joined).index("mdat")
+    for number in (0, 9, 10, 30, 31, 44):
+        assert np.abs(frame_at(joined, number).astype(int) - frame_at(whole, number)).mean() < 3, number
+
+
+def test_segments_of_other_encodings_are_not_joined(tmp_path: Path) -> None:
+    source = pattern_video(tmp_path / "source.mp4", 96, 64, 6)
+    probe, index = probe_video(source)
+    parts = []
+    for limit in (48, 32):
+        part = tmp_path / f"part-{limit}.mp4"
+        with OverlayEncoder(part, probe, OverlayStyle(max_resolution=limit)) as encoder:
+            for _, pts, frame in iter_decoded(source, index, 0, 3):
+                encoder.add(frame, pts, NOBODY, NO_IDS)
+        parts.append(part)
+
+    with pytest.raises(ValueError, match="other parameters"):
+        join_segments(parts, [0, 0], probe.time_base, tmp_path / "joined.mp4")
+
+
+def test_overlay_ranges_reuse_only_matching_present_segments(tmp_path: Path) -> None:
+    """The overlay step takes a stored segment only where it was drawn in the same style and still exists;
+    every other frame range is drawn again, and the ranges cover the video exactly once."""
+    style = OverlayStyle(720, 0.5)
+    uris = [f"file://{tmp_path}/seg-{k}.mp4" for k in range(3)]
+    for uri in uris[:2]:
+        storage.write_bytes(uri, b"segment")
+    segments = [{"start": 0, "stop": 40, "uri": uris[0]}, {"start": 70, "stop": 100, "uri": uris[1]},
+                {"start": 100, "stop": 130, "uri": uris[2]}]  # fmt: skip
+    meta = {"bodyscript.overlay_style": style.to_json(), "bodyscript.overlay_segments": json.dumps(segments)}
+
+    assert _overlay_ranges(meta, style, 150) == [
+        (0, 40, uris[0]), (40, 70, None), (70, 100, uris[1]), (100, 150, None),
+    ]  # fmt: skip
+    assert _overlay_ranges(meta, OverlayStyle(480, 0.5), 150) == [(0, 150, None)]
+    assert _overlay_ranges(meta, OverlayStyle(720, 0.5, blur_faces=False), 150) == [(0, 150, None)], "faces shown"
+    assert _overlay_ranges({}, style, 150) == [(0, 150, None)]
+
+
+def test_background_encoder_writes_the_same_video(tmp_path: Path) -> None:
+    """Drawing and encoding on the encoder's own thread (beside pose inference) changes nothing in the file,
+    and a failure there reaches the caller."""
+    source = pattern_video(tmp_path / "source.mp4", 96, 64, count=20)
+    probe, index = probe_video(source)
+    people = np.full((1, NUM_LANDMARKS, 3), 0.5, np.float32)
+    outputs = {}
+    for background in (False, True):
+        target = tmp_path / f"background-{background}.mp4"
+        with OverlayEncoder(target, probe, OverlayStyle(), threads=1, background=background) as encoder:
+            for _, pts, frame in iter_decoded(source, index, 0, len(index)):
+                encoder.add(frame, pts, people, np.zeros(1, np.uint16))
+        outputs[background] = target.read_bytes()
+    assert outputs[True] == outputs[False]
+
+    failing = OverlayEncoder(tmp_path / "failing.mp4", probe, OverlayStyle(), threads=1, background=True)
+    with pytest.raises(IndexError):  # the drawing's own error, raised by add() or at the latest by close()
+        try:
+            for _, pts, frame in iter_decoded(source, index, 0, 4):
+                failing.add(frame, pts, np.zeros((1, 5, 3), np.float32), NO_IDS)  # not 33 landmarks
+        finally:
+            failing.close()

@@ -1,0 +1,122 @@
+"""The warm pose service: one process per home and code version, shared by runs, forking a process per
+frame range; its results equal freshly spawned workers'; it goes away when idle."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import polars as pl
+
+from bodyscript_pipeline.lake.paths import VideoLake
+from bodyscript_pipeline.lake.sources import register_source
+from bodyscript_pipeline.overlay.video import OverlayStyle
+from bodyscript_pipeline.pose import service as pose_service
+from bodyscript_pipeline.pose.model import ensure_model
+from bodyscript_pipeline.pose.service import PoseService
+from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.steps.frames import extract_frames
+from bodyscript_pipeline.steps.landmarks import estimate_landmarks
+from tests.support.video_factory import clip_of
+
+
+def service_pids(home: Path) -> list[int]:
+    """The service processes of ``home``, without their range processes (forked: same command line)."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+            stat = (entry / "stat").read_text() if cmdline else ""
+        except OSError:
+            continue
+        if b"bodyscript_pipeline.pose.service" in cmdline and str(home).encode() in cmdline:
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return sorted(pid for pid, parent in parents.items() if parent not in parents)
+
+
+def landmarks_of(settings: Settings, partition: str) -> pl.DataFrame:
+    path = VideoLake(settings.lake_uri, partition).table_part("landmarks").removeprefix("file://")
+    return pl.read_parquet(path).drop("person")
+
+
+def test_service_is_shared_and_matches_spawned_workers(
+    bodyscript_home: Settings, demo_video: Path, tmp_path: Path
+) -> None:
+    settings = bodyscript_home
+    model = ensure_model(settings)
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", 40, size=(640, 360))
+    for key in ("spawned", "service-1", "service-2"):
+        register_source(settings.lake_uri, key, f"file://{clip}")
+        extract_frames(settings.lake_uri, key)
+    service = PoseService(settings.home, idle_s=3)
+    overlay = OverlayStyle()
+
+    spawned = estimate_landmarks(settings.lake_uri, "spawned", model, overlay=overlay)
+    first = estimate_landmarks(settings.lake_uri, "service-1", model, overlay=overlay, service=service)
+    (pid,) = service_pids(settings.home)
+    second = estimate_landmarks(settings.lake_uri, "service-2", model, overlay=overlay, service=service)
+    assert service_pids(settings.home) == [pid], "the second video used the same warm service"
+
+    assert spawned.frames == first.frames == second.frames == 40
+    expected = landmarks_of(settings, "spawned")
+    assert landmarks_of(settings, "service-1").equals(expected), "same rows as freshly spawned workers"
+    assert landmarks_of(settings, "service-2").equals(expected)
+    assert first.overlay_segments_kept == 1, "the service's process drew the overlay segment too"
+
+    socket = pose_service.socket_path(settings.home)
+    assert socket.name == f"pose-{pose_service.code_digest()}.sock", "a code change gets a new service"
+    assert oct(socket.stat().st_mode & 0o777) == oct(0o600), "only this user may send it work"
+    deadline = time.monotonic() + 30
+    while service_pids(settings.home) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not service_pids(settings.home), "idle for idle_s: gone"
+    assert not socket.exists()
+
+
+def test_a_range_that_fails_reports_its_error(bodyscript_home: Settings, tmp_path: Path) -> None:
+    """A range the service cannot run fails the caller with the reason, and the service keeps serving."""
+    service = PoseService(bodyscript_home.home, idle_s=5)
+    client = pose_service.connect(service.home, service.idle_s)
+    request = {"video": str(tmp_path / "missing.mp4")}  # not a whole request
+    try:
+        pose_service.run_remote(client, request, lambda frames: None)
+    except pose_service.ServiceError as exc:
+        assert "KeyError" in str(exc)
+    else:
+        raise AssertionError("a broken request must fail")
+    again = pose_service.connect(service.home, service.idle_s)
+    again.close()
+    assert len(service_pids(bodyscript_home.home)) == 1
+
+
+def test_without_a_service_the_ranges_run_in_spawned_workers(
+    bodyscript_home: Settings, demo_video: Path, tmp_path: Path
+) -> None:
+    """Where the service cannot start (here its run folder is taken by a file), the video still gets its
+    landmarks, from workers of its own."""
+    settings = bodyscript_home
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", 12, size=(442, 248))
+    register_source(settings.lake_uri, "fallback", f"file://{clip}")
+    extract_frames(settings.lake_uri, "fallback")
+    settings.home.mkdir(parents=True, exist_ok=True)
+    (settings.home / "run").write_text("not a folder")
+    result = estimate_landmarks(
+        settings.lake_uri, "fallback", ensure_model(settings), service=PoseService(settings.home, idle_s=5)
+    )
+    assert result.frames == 12
+    assert landmarks_of(settings, "fallback")["frame_index"].unique().sort().to_list() == list(range(12))
+    assert not service_pids(settings.home)
+
+
+def test_a_deep_home_gets_a_socket_path_unix_allows(bodyscript_home: Settings, tmp_path: Path) -> None:
+    deep = tmp_path / ("a-long-folder-name-" * 6) / "home"
+    path = pose_service.socket_path(deep)
+    assert len(str(path)) <= pose_service.MAX_SOCKET_PATH
+    assert path != pose_service.socket_path(tmp_path / ("another-long-folder-" * 6) / "home")
+    client = pose_service.connect(deep, idle_s=3)
+    try:
+        pose_service.run_remote(client, {}, lambda frames: None)
+    except pose_service.ServiceError as exc:
+        assert "KeyError" in str(exc), "the service answered"
+    else:
+        raise AssertionError("an empty request must fail")
