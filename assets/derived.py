@@ -12,7 +12,8 @@ import dagster as dg
 from assets import metadata
 from assets.partitions import videos_partitions
 from assets.pods import op_tags
-from assets.runs import STEP_RETRY, progress_logger, user_errors
+from assets.pose import pose_in_run
+from assets.runs import STEP_RETRY, lineage, only_run_of_partition, progress_logger, user_errors
 from assets.video_specs import (
     CLEAN_LANDMARKS,
     DERIVED_SPECS,
@@ -22,10 +23,12 @@ from assets.video_specs import (
     OVERLAYS,
     QUALITY_CHECKS,
     STABILITY_CHECK,
+    versioned,
 )
-from bodyscript_pipeline.lake.writing import end_writing
+from bodyscript_pipeline.lake.writing import begin_writing, end_writing
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.steps.clean_landmarks import clean_landmarks as clean_landmarks_step
+from bodyscript_pipeline.steps.clean_landmarks import stored_video_quality
 from bodyscript_pipeline.steps.exports import write_exports
 from bodyscript_pipeline.steps.metrics import compute_metrics
 from bodyscript_pipeline.steps.overlays import render_overlay
@@ -39,7 +42,7 @@ def derived_asset(settings: Settings) -> dg.AssetsDefinition:
 
     @dg.multi_asset(
         name=DERIVED_STEP,
-        specs=list(DERIVED_SPECS),
+        specs=versioned(DERIVED_SPECS, settings),
         check_specs=QUALITY_CHECKS,
         partitions_def=videos_partitions,
         can_subset=True,
@@ -56,11 +59,16 @@ def derived_asset(settings: Settings) -> dg.AssetsDefinition:
 
 def derive(context: dg.OpExecutionContext, pipeline: PipelineResource) -> Iterator[object]:
     """The selected derived assets in dependency order; a failed blocking quality check ends the step
-    there, so metrics and exports of untrustworthy pose data are never written."""
+    there, so metrics and exports of untrustworthy pose data are never written. In a run of derived assets
+    alone (a reprocessing), this step is the run's first writer: it waits for any other run of the partition
+    and hides the partition from the lake's views while it writes."""
     selected = context.selected_asset_keys
     partition = context.partition_key
     settings = pipeline.settings
     lake_uri = settings.lake_uri
+    if not pose_in_run(context):
+        only_run_of_partition(context)
+        begin_writing(lake_uri, partition, context.run_id)
     if OVERLAYS.key in selected:
         with user_errors(OVERLAYS.key.to_user_string()):
             overlay = render_overlay(
@@ -69,10 +77,12 @@ def derive(context: dg.OpExecutionContext, pipeline: PipelineResource) -> Iterat
                 pipeline.overlay_style,
                 progress=progress_logger(context, OVERLAYS.key.to_user_string()),
             )
+        lineage(context, settings, OVERLAYS.key)
         yield dg.MaterializeResult(asset_key=OVERLAYS.key, metadata=metadata.overlays(context, pipeline, overlay))
     if CLEAN_LANDMARKS.key in selected:
         with user_errors(CLEAN_LANDMARKS.key.to_user_string()):
             cleaned = clean_landmarks_step(lake_uri, partition, pipeline.cleaning)
+        lineage(context, settings, CLEAN_LANDMARKS.key)
         yield dg.MaterializeResult(
             asset_key=CLEAN_LANDMARKS.key, metadata=metadata.clean_landmarks(context, pipeline, cleaned)
         )
@@ -82,10 +92,22 @@ def derive(context: dg.OpExecutionContext, pipeline: PipelineResource) -> Iterat
         if not checks[0].passed:
             end_writing(lake_uri, partition)
             return
+    elif METRICS.key in selected or EXPORTS.key in selected:
+        # The cleaned layer is current and not made again here: its blocking check, judged on its stored scores
+        # by the current thresholds, still guards what is made from it.
+        failures = settings.quality.blocking_failures(stored_video_quality(lake_uri, partition))
+        if failures:
+            end_writing(lake_uri, partition)
+            raise dg.Failure(
+                description=f"quality check {DETECTION_CHECK} failed: {'; '.join(failures)}",
+                metadata={"asset": CLEAN_LANDMARKS.key.to_user_string()},
+                allow_retries=False,
+            )
     if METRICS.key in selected:
         started = time.perf_counter()
         with user_errors(METRICS.key.to_user_string()):
             measured = compute_metrics(lake_uri, partition, settings.min_visibility, settings.metrics_landmarks)
+        lineage(context, settings, METRICS.key)
         yield dg.MaterializeResult(
             asset_key=METRICS.key,
             metadata=metadata.metrics(context, pipeline, measured, time.perf_counter() - started),
@@ -94,6 +116,7 @@ def derive(context: dg.OpExecutionContext, pipeline: PipelineResource) -> Iterat
         started = time.perf_counter()
         with user_errors(EXPORTS.key.to_user_string()):
             exported = write_exports(lake_uri, partition)
+        lineage(context, settings, EXPORTS.key)
         yield dg.MaterializeResult(
             asset_key=EXPORTS.key,
             metadata=metadata.exports(context, pipeline, exported, time.perf_counter() - started),

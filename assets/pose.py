@@ -5,17 +5,20 @@ assets/pose_ranges.py's graph instead."""
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.data_version import compute_logical_data_version
 
 from assets import metadata
 from assets.partitions import videos_partitions
 from assets.pods import op_tags
-from assets.runs import STEP_RETRY, only_run_of_partition, pinned_version, progress_logger, user_errors
-from assets.video_specs import DERIVED_SPECS, FRAMES, LANDMARKS, POSE_SPECS
+from assets.runs import STEP_RETRY, lineage, only_run_of_partition, pinned_version, progress_logger, user_errors
+from assets.source_video import source_video
+from assets.video_specs import DERIVED_SPECS, FRAMES, LANDMARKS, POSE_SPECS, versioned
 from bodyscript_pipeline.lake.writing import begin_writing, end_writing
 from bodyscript_pipeline.settings import Settings
-from bodyscript_pipeline.steps.frames import extract_frames
+from bodyscript_pipeline.steps.frames import FramesResult, extract_frames
 from bodyscript_pipeline.steps.landmarks import estimate_landmarks
 from resources import PipelineResource
 
@@ -28,7 +31,7 @@ def pose_asset(settings: Settings) -> dg.AssetsDefinition:
 
     @dg.multi_asset(
         name=POSE_STEP,
-        specs=list(POSE_SPECS),
+        specs=versioned(POSE_SPECS, settings),
         partitions_def=videos_partitions,
         can_subset=True,
         retry_policy=STEP_RETRY,
@@ -51,14 +54,8 @@ def materialize_pose(context: dg.AssetExecutionContext, pipeline: PipelineResour
     only_run_of_partition(context)
     begin_writing(lake_uri, context.partition_key, context.run_id)
     if FRAMES.key in selected:
-        started = time.perf_counter()
-        with user_errors(FRAMES.key.to_user_string()):
-            frames = extract_frames(lake_uri, context.partition_key, pipeline.settings.limits, pinned_version(context))
-        yield dg.MaterializeResult(
-            asset_key=FRAMES.key,
-            metadata=metadata.frames(context, pipeline, frames, time.perf_counter() - started),
-            data_version=dg.DataVersion(frames.source_version),
-        )
+        _, shown, version = make_frames(context, pipeline)
+        yield dg.MaterializeResult(asset_key=FRAMES.key, metadata=shown, data_version=version)
     if LANDMARKS.key in selected:
         with user_errors(LANDMARKS.key.to_user_string()):
             model = pipeline.model()
@@ -72,6 +69,7 @@ def materialize_pose(context: dg.AssetExecutionContext, pipeline: PipelineResour
                 overlay=pipeline.overlay_style,
                 service=pipeline.pose_service,
             )
+        lineage(context, pipeline.settings, LANDMARKS.key)
         yield dg.MaterializeResult(
             asset_key=LANDMARKS.key, metadata=metadata.landmarks(context, pipeline, result, model)
         )
@@ -79,7 +77,40 @@ def materialize_pose(context: dg.AssetExecutionContext, pipeline: PipelineResour
         end_writing(lake_uri, context.partition_key)
 
 
+def make_frames(
+    context: dg.OpExecutionContext, pipeline: PipelineResource
+) -> tuple[FramesResult, dict[str, Any], dg.DataVersion]:
+    """``frames``' work for either pose step (local, or the k8s graph's): the frame index of the pinned source
+    version, its lineage recorded; returns the result, what its materialization shows, and its data version."""
+    started = time.perf_counter()
+    with user_errors(FRAMES.key.to_user_string()):
+        frames = extract_frames(
+            pipeline.settings.lake_uri, context.partition_key, pipeline.settings.limits, pinned_version(context)
+        )
+    lineage(context, pipeline.settings, FRAMES.key)
+    shown = metadata.frames(context, pipeline, frames, time.perf_counter() - started)
+    return frames, shown, frames_data_version(context, frames.source_version)
+
+
+def frames_data_version(context: dg.OpExecutionContext, source_version: str) -> dg.DataVersion:
+    """``frames``' data version as Dagster computes every other one, from its code version and its input's data
+    version: ``source_video``'s, the version this run processed (what the drop-zone sensor and ``bodyscript
+    process`` observe). Dagster itself would not see it: for a partitioned input it reads only materializations,
+    never observations (1.13, ``DataVersionCache._get_partitions_data_version_from_keys``), so every source
+    version would give the same data version and nothing downstream of a changed source would show as stale."""
+    code_version = context.assets_def.code_versions_by_key[FRAMES.key]
+    assert code_version is not None, "the per-video assets are versioned (assets/video_specs.py: versioned)"
+    return compute_logical_data_version(code_version, {source_video.key: dg.DataVersion(source_version)})
+
+
 def derived_in_run(context: dg.OpExecutionContext) -> bool:
     """Whether a ``derived`` step follows in this run (it ends the writing, once everything is written)."""
     selection = context.run.asset_selection
     return selection is None or any(spec.key in selection for spec in DERIVED_SPECS)
+
+
+def pose_in_run(context: dg.OpExecutionContext) -> bool:
+    """Whether a ``pose`` step ran before this one in this run (it began the writing); not in a run of derived
+    assets alone, such as a reprocessing of ``clean_landmarks``."""
+    selection = context.run.asset_selection
+    return selection is None or any(spec.key in selection for spec in POSE_SPECS)

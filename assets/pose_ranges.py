@@ -11,11 +11,13 @@ for a long one.
 
 Only small typed records pass between the pods, through the IO manager: a ``FrameRange`` to each further range's
 step, a ``RangeRecord`` (where the range's files are, what it found) from each range to the merge.
+
+The graph runs subsets, as the local steps do: a run that makes neither ``frames`` nor ``landmarks`` (a
+reprocessing of derived assets) passes no range on, so its pose pod ends at once and the merge is skipped.
 """
 
-import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 import dagster as dg
 
@@ -23,14 +25,15 @@ from assets import metadata
 from assets.derived import DERIVED_STEP, derive
 from assets.partitions import videos_partitions
 from assets.pods import op_tags
-from assets.pose import POSE_POOL, POSE_STEP
-from assets.runs import STEP_RETRY, only_run_of_partition, pinned_version, user_errors
+from assets.pose import POSE_POOL, POSE_STEP, make_frames
+from assets.runs import STEP_RETRY, lineage, only_run_of_partition, user_errors
 from assets.source_video import VIDEO_GROUP, source_video
-from assets.video_specs import FRAMES, LANDMARKS, QUALITY_CHECKS, VIDEO_SPECS
+from assets.video_specs import FRAMES, LANDMARKS, QUALITY_CHECKS, VIDEO_SPECS, versioned
+from bodyscript_pipeline.lake.paths import VideoLake
 from bodyscript_pipeline.lake.writing import begin_writing
 from bodyscript_pipeline.pose.ranges import FrameRange, plan_ranges
 from bodyscript_pipeline.settings import Settings
-from bodyscript_pipeline.steps.frames import extract_frames
+from bodyscript_pipeline.steps.frames import load_probe
 from bodyscript_pipeline.steps.landmarks import RangeRecord, infer_landmark_range, merge_landmark_ranges
 from resources import PipelineResource
 
@@ -51,7 +54,11 @@ def video_assets_by_range(settings: Settings) -> dg.AssetsDefinition:
         ins={"source_video": dg.In(dg.Nothing)},
         # "rest" is required: with no further range it is empty, and derived runs with an empty list (an optional
         # dynamic output left empty would skip it).
-        out={"frames": dg.Out(dg.Nothing), "first": dg.Out(RangeRecord), "rest": dg.DynamicOut(FrameRange)},
+        out={
+            "frames": dg.Out(dg.Nothing, is_required=False),
+            "first": dg.Out(Optional[RangeRecord]),  # noqa: UP045 - Dagster's type of the output
+            "rest": dg.DynamicOut(FrameRange),
+        },
         tags=op_tags(POSE_STEP, settings),
         retry_policy=STEP_RETRY,
         pool=POSE_POOL,
@@ -79,10 +86,10 @@ def video_assets_by_range(settings: Settings) -> dg.AssetsDefinition:
     def derived_from_ranges(
         context: dg.OpExecutionContext,
         pipeline: dg.ResourceParam[PipelineResource],
-        first: RangeRecord,
+        first: Optional[RangeRecord],  # noqa: UP045 - Dagster's type of the input
         rest: list[RangeRecord],
     ) -> Iterator[object]:
-        yield from merge_and_derive(context, pipeline, [first, *rest])
+        yield from merge_and_derive(context, pipeline, [first, *rest] if first is not None else [])
 
     @dg.graph(
         name=GRAPH,
@@ -104,11 +111,12 @@ def video_assets_by_range(settings: Settings) -> dg.AssetsDefinition:
         partitions_def=videos_partitions,
         group_name=VIDEO_GROUP,
         descriptions_by_output_name={_output(spec): spec.description or "" for spec in VIDEO_SPECS},
-        code_versions_by_output_name={_output(spec): spec.code_version for spec in VIDEO_SPECS},
+        code_versions_by_output_name={_output(spec): spec.code_version for spec in versioned(VIDEO_SPECS, settings)},
         tags_by_output_name={
             _output(spec): {f"dagster/kind/{kind}": "" for kind in spec.kinds} for spec in VIDEO_SPECS
         },
         check_specs=QUALITY_CHECKS,
+        can_subset=True,
     )
 
 
@@ -125,20 +133,25 @@ def infer_range(context: dg.OpExecutionContext, pipeline: PipelineResource, fram
 
 
 def frames_and_first_range(context: dg.OpExecutionContext, pipeline: PipelineResource) -> Iterator[object]:
-    """``frames``, then the first range's record, then each further range as a dynamic output."""
+    """``frames``, then the first range's record, then each further range as a dynamic output; of a run that
+    makes neither (a reprocessing of derived assets), nothing: the pod ends at once and no range runs."""
     lake_uri = pipeline.settings.lake_uri
+    selected = context.selected_asset_keys
+    if not {FRAMES.key, LANDMARKS.key} & selected:
+        yield dg.Output(None, "first")
+        return
     only_run_of_partition(context)
     begin_writing(lake_uri, context.partition_key, context.run_id)
-    started = time.perf_counter()
-    with user_errors(FRAMES.key.to_user_string()):
-        frames = extract_frames(lake_uri, context.partition_key, pipeline.settings.limits, pinned_version(context))
-    yield dg.Output(
-        None,
-        "frames",
-        metadata=metadata.frames(context, pipeline, frames, time.perf_counter() - started),
-        data_version=dg.DataVersion(frames.source_version),
-    )
-    first, *rest = plan_ranges(frames.probe.frame_count, pipeline.settings.pose_range_frames)
+    if FRAMES.key in selected:
+        frames, shown, version = make_frames(context, pipeline)
+        yield dg.Output(None, "frames", metadata=shown, data_version=version)
+        frame_count = frames.probe.frame_count
+        if LANDMARKS.key not in selected:
+            yield dg.Output(None, "first")
+            return
+    else:
+        frame_count = load_probe(VideoLake(lake_uri, context.partition_key)).frame_count
+    first, *rest = plan_ranges(frame_count, pipeline.settings.pose_range_frames)
     yield dg.Output(infer_range(context, pipeline, first), "first")
     for frame_range in rest:
         yield dg.DynamicOutput(
@@ -149,7 +162,11 @@ def frames_and_first_range(context: dg.OpExecutionContext, pipeline: PipelineRes
 def merge_and_derive(
     context: dg.OpExecutionContext, pipeline: PipelineResource, ranges: list[RangeRecord]
 ) -> Iterator[object]:
-    """``landmarks`` merged from every range's record, then what the local ``derived`` step computes."""
+    """``landmarks`` merged from every range's record (where the run makes them), then what the local
+    ``derived`` step computes."""
+    if LANDMARKS.key not in context.selected_asset_keys:
+        yield from derive(context, pipeline)
+        return
     with user_errors(LANDMARKS.key.to_user_string()):
         model = pipeline.model()
         result = merge_landmark_ranges(
@@ -160,6 +177,7 @@ def merge_and_derive(
             pipeline.pose_options,
             pipeline.overlay_style,
         )
+    lineage(context, pipeline.settings, LANDMARKS.key)
     landmarks = metadata.landmarks(context, pipeline, result, model)
     yield dg.MaterializeResult(asset_key=LANDMARKS.key, metadata={**landmarks, "pose_ranges": len(ranges)})
     yield from derive(context, pipeline)

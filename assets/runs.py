@@ -1,6 +1,6 @@
 """What every per-video step does around its work, whichever executor runs it: one run per partition writes,
 the source version the run was launched for, retries of transient faults, expected failures without retry,
-and progress the CLI draws its bar from."""
+the lineage of each asset it wrote, and progress the CLI draws its bar from."""
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -9,6 +9,8 @@ import dagster as dg
 
 from assets.partitions import PARTITION_TAG, SOURCE_VERSION_TAG
 from bodyscript_pipeline.errors import BodyscriptError
+from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.steps.lineage import record_lineage
 
 PROGRESS_PREFIX = "progress:"
 # Transient faults (storage hiccups, a killed worker) are retried with exponential backoff and jitter;
@@ -51,6 +53,12 @@ def only_run_of_partition(context: dg.OpExecutionContext) -> None:
 def pinned_version(context: dg.OpExecutionContext) -> str | None:
     """The source version this run was launched for (None: the registered one, when the step starts)."""
     return context.run.tags.get(SOURCE_VERSION_TAG)
+
+
+def lineage(context: dg.OpExecutionContext, settings: Settings, asset: dg.AssetKey) -> None:
+    """One lineage row in the lake for the asset this step has just written: its version and the values that
+    determine it, and this run (what ``stale_partitions`` compares with the current versions)."""
+    record_lineage(settings.lake_uri, context.partition_key, asset.to_user_string(), settings, context.run_id)
 
 
 def progress_logger(context: dg.OpExecutionContext, asset: str, every: int = 10) -> Callable[[int, int], None]:

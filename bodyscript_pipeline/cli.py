@@ -1,7 +1,12 @@
 """The ``bodyscript`` command line.
 
-- ``bodyscript process VIDEO [--json]``: register the video as a partition and materialize its assets
-  through the local Dagster instance, so the run also shows in the UI.
+- ``bodyscript process VIDEO [--json] [--partition KEY] [--force]``: register the video as a partition and
+  materialize, through the local Dagster instance (so the run also shows in the UI), those of its assets that are
+  missing or stale (the source, the step's code or a setting that determines it changed) and everything
+  downstream of them; says what it skipped and why. ``--force`` re-makes every asset.
+- ``bodyscript status [VIDEO_OR_PARTITION ...] [--json]``: each asset of each video (every registered one if none
+  is named): ``current``, ``stale`` and why, or ``missing``, from the lake's lineage and the current settings;
+  runs nothing.
 - ``bodyscript query SQL [--format table|csv|json|parquet] [--output FILE]``: one SELECT over the lake's DuckDB
   views, which reach nothing outside the lake.
 - ``bodyscript export PARTITION --format csv|json|trc|mot [--person N] [--output FILE]``: one video's landmarks
@@ -62,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     process.add_argument("video", help="a local path, file:// or s3:// URI of a video")
     process.add_argument("--json", action="store_true", help="print one JSON object describing the outputs")
     process.add_argument("--partition", help="partition key to use (default: derived from the file name)")
+    process.add_argument("--force", action="store_true", help="re-make every asset, current or not")
+    status = commands.add_parser("status", help="which assets of each video are current, stale (and why) or missing")
+    status.add_argument("videos", nargs="*", metavar="VIDEO_OR_PARTITION", help="default: every registered video")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
     query = commands.add_parser("query", help="run SQL against the lake's views")
     query.add_argument("sql")
     query.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
@@ -94,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         if args.command == "process":
-            return _process(settings, args.video, args.partition, as_json=args.json)
+            return _process(settings, args.video, args.partition, as_json=args.json, force=args.force)
+        if args.command == "status":
+            return _status(settings, args.videos, as_json=args.json)
         if args.command == "query":
             return _query(settings, args.sql, args.format, args.output)
         if args.command == "export":
@@ -187,13 +198,48 @@ def _source_uri(video: str) -> str:
     return uri
 
 
-def _process(settings: Settings, video: str, partition: str | None, as_json: bool) -> int:
+def _partition_of(uri: str) -> str:
+    """The partition key ``process`` gives a video without ``--partition``."""
     from bodyscript_pipeline.lake.partition_keys import partition_key_for
-    from bodyscript_pipeline.lake.sources import register_source
+
+    return partition_key_for(Path(uri).name, identity=uri)
+
+
+def _plan(states: dict[str, Any], force: bool) -> dict[str, str]:
+    """What to materialize, in dependency order, and why: every asset that is not current (all with ``force``)."""
+    if force:
+        return dict.fromkeys(states, "forced (--force)")
+    return {name: state.describe() for name, state in states.items() if state.state != "current"}
+
+
+def _key(name: str) -> Any:
+    import dagster as dg
+
+    return dg.AssetKey(name)
+
+
+def _source_version(uri: str | None) -> str | None:
+    """The source object's version now, or None where it cannot be read (gone, or not reachable)."""
+    from bodyscript_pipeline.lake.sources import object_version
+
+    if uri is None:
+        return None
+    try:
+        return object_version(uri)
+    except (OSError, BodyscriptError):
+        return None
+
+
+def _process(settings: Settings, video: str, partition: str | None, as_json: bool, force: bool = False) -> int:
+    from bodyscript_pipeline.lake.sources import object_version, register_source
+    from bodyscript_pipeline.steps.staleness import asset_states
 
     uri = _source_uri(video)
-    key = partition or partition_key_for(Path(uri).name, identity=uri)
-    if settings.pose_service is not None:
+    key = partition or _partition_of(uri)
+    version = object_version(uri)
+    states = asset_states(settings.lake_uri, key, settings, source_version=version)
+    todo = _plan(states, force)
+    if settings.pose_service is not None and {"frames", "landmarks"} & todo.keys():
         from bodyscript_pipeline.pose import service as pose_service
 
         # Starts warming up now, while Dagster loads; later videos find it warm.
@@ -205,7 +251,6 @@ def _process(settings: Settings, video: str, partition: str | None, as_json: boo
 
     from assets.partitions import SOURCE_URI_TAG, SOURCE_VERSION_TAG, VIDEOS_PARTITIONS_NAME
     from assets.runs import ACTIVE, PROGRESS_PREFIX, partition_runs
-    from assets.video_specs import VIDEO_ASSET_KEYS
     from bodyscript_pipeline.definitions import PROCESS_VIDEO_JOB, build_definitions
 
     instance = dg.DagsterInstance.get()
@@ -213,7 +258,7 @@ def _process(settings: Settings, video: str, partition: str | None, as_json: boo
     if busy:
         raise BodyscriptError(f"partition {key} is already being processed by run {busy[0]}; try again once it ends")
     instance.add_dynamic_partitions(VIDEOS_PARTITIONS_NAME, [key])
-    record = register_source(settings.lake_uri, key, uri)
+    record = register_source(settings.lake_uri, key, uri, version)
     instance.report_runless_asset_event(
         dg.AssetObservation(
             "source_video",
@@ -222,31 +267,41 @@ def _process(settings: Settings, video: str, partition: str | None, as_json: boo
             tags={"dagster/data_version": record.version},
         )
     )
-    job = build_definitions(settings).resolve_job_def(PROCESS_VIDEO_JOB)
-    run_id = str(uuid.uuid4())
-    native_log = settings.home / "logs" / f"{run_id}.log"
-    show_bar = sys.stderr.isatty()
-    with _stderr_to(native_log) as terminal:
-        assets = [key.to_user_string() for key in VIDEO_ASSET_KEYS]
-        bar = _ProgressBar(instance, run_id, PROGRESS_PREFIX, terminal, assets) if show_bar else None
-        if bar:
-            bar.start()
-        try:
-            result = job.execute_in_process(
-                instance=instance,
-                partition_key=key,
-                run_id=run_id,
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
-                tags={"bodyscript/source": "cli", SOURCE_URI_TAG: record.uri, SOURCE_VERSION_TAG: record.version},
-            )
-        finally:
+    defs = build_definitions(settings)
+    skipped = {name: state.describe() for name, state in states.items() if name not in todo}
+    if not as_json:
+        for name in states:
+            print(f"{name}: {skipped[name]}" if name in skipped else f"{name}: materializing ({todo[name]})")
+        if not todo:
+            print(f"{key}: nothing to do, every asset is current")
+        sys.stdout.flush()
+    if todo:
+        job = defs.resolve_job_def(PROCESS_VIDEO_JOB)
+        run_id = str(uuid.uuid4())
+        native_log = settings.home / "logs" / f"{run_id}.log"
+        show_bar = sys.stderr.isatty()
+        with _stderr_to(native_log) as terminal:
+            bar = _ProgressBar(instance, run_id, PROGRESS_PREFIX, terminal, list(todo)) if show_bar else None
             if bar:
-                bar.stop()
-    if not result.success:
-        raise BodyscriptError(f"{key}: {_failure_reason(result)} (run {run_id})")
+                bar.start()
+            try:
+                result = job.execute_in_process(
+                    instance=instance,
+                    partition_key=key,
+                    run_id=run_id,
+                    asset_selection=[_key(name) for name in todo],
+                    raise_on_error=False,
+                    run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
+                    tags={"bodyscript/source": "cli", SOURCE_URI_TAG: record.uri, SOURCE_VERSION_TAG: record.version},
+                )
+            finally:
+                if bar:
+                    bar.stop()
+        if not result.success:
+            raise BodyscriptError(f"{key}: {_failure_reason(result)} (run {run_id})")
     summary = _summary(settings, key)
     if as_json:
+        summary.update(materialized=list(todo), reasons=todo, skipped=skipped)
         print(json.dumps(summary))
     else:
         out = summary["outputs"]
@@ -254,6 +309,54 @@ def _process(settings: Settings, video: str, partition: str | None, as_json: boo
         for name, location in out.items():
             print(f"  {name:<15} {location}")
     return 0
+
+
+def _status(settings: Settings, videos: list[str], as_json: bool) -> int:
+    """Each asset's state per video, from the lake's lineage and the current settings; nothing runs."""
+    ensure_dagster_home(settings)
+    warnings.filterwarnings("ignore")
+
+    import dagster as dg
+
+    from assets.partitions import VIDEOS_PARTITIONS_NAME
+    from bodyscript_pipeline.lake.sources import load_source
+    from bodyscript_pipeline.steps.staleness import asset_states
+
+    with dg.DagsterInstance.get() as instance:
+        registered = instance.get_dynamic_partitions(VIDEOS_PARTITIONS_NAME)
+    keys = [_status_key(one, registered) for one in videos] if videos else sorted(registered)
+    report = []
+    for key in keys:
+        try:
+            uri: str | None = load_source(settings.lake_uri, key).uri
+        except BodyscriptError:
+            uri = None
+        report.append((key, uri, asset_states(settings.lake_uri, key, settings, _source_version(uri))))
+    if as_json:
+        videos_json = [
+            {"partition": key, "source": uri, "assets": {name: state.as_json() for name, state in states.items()}}
+            for key, uri, states in report
+        ]
+        print(json.dumps({"videos": videos_json}))
+        return 0
+    if not report:
+        print("no videos registered; add one with `bodyscript process VIDEO`")
+    for key, uri, states in report:
+        print(f"{key}" + (f" ({uri})" if uri else " (no registered source)"))
+        for name, state in states.items():
+            print(f"  {name:<16} {state.describe()}")
+    return 0
+
+
+def _status_key(video: str, registered: list[str]) -> str:
+    """A registered partition as it is; else the partition ``process`` gives the video at that path or URI."""
+    if video in registered:
+        return video
+    try:
+        uri = _source_uri(video)
+    except BodyscriptError:
+        raise BodyscriptError(f"{video}: neither a registered partition nor a video") from None
+    return _partition_of(uri)
 
 
 @contextmanager

@@ -56,6 +56,7 @@ class Setting:
     accepts: str = ""
     shown: str = ""
     note: str = ""
+    assets: tuple[str, ...] = ()  # run scope: the per-video assets whose output it determines (their version)
 
     def default_for(self, values: Values) -> Any:
         return self.default(values) if callable(self.default) else self.default
@@ -349,11 +350,12 @@ SETTINGS: tuple[Setting, ...] = (
         "full",
         "choice",
         choices=tuple(MODEL_VARIANTS),
+        assets=("landmarks",),
     ),
     Setting(
         "BODYSCRIPT_MODEL_SOURCE",
         "model_source",
-        "run",
+        "deployment",
         "path or URL to fetch the model from",
         lambda values: MODEL_VARIANTS[values["model_variant"]].url,
         shown="the official MediaPipe URL of that model",
@@ -367,6 +369,7 @@ SETTINGS: tuple[Setting, ...] = (
         read=_sha256,
         accepts="64 hex digits",
         shown="the official hash of that model",
+        assets=("landmarks",),
     ),
     Setting(
         "BODYSCRIPT_MIN_VISIBILITY",
@@ -377,6 +380,7 @@ SETTINGS: tuple[Setting, ...] = (
         "number",
         0.0,
         1.0,
+        assets=("overlays", "clean_landmarks", "metrics"),
     ),
     Setting(
         "BODYSCRIPT_OVERLAY_MAX_RESOLUTION",
@@ -386,6 +390,7 @@ SETTINGS: tuple[Setting, ...] = (
         720,
         "integer",
         0,
+        assets=("overlays",),
     ),
     Setting(
         "BODYSCRIPT_BLUR_FACES",
@@ -394,6 +399,7 @@ SETTINGS: tuple[Setting, ...] = (
         "blur every detected person's head in the overlay and its thumbnail; `false` shows faces",
         True,
         "flag",
+        assets=("overlays",),
     ),
     Setting(
         "DAGSTER_HOME",
@@ -501,6 +507,7 @@ SETTINGS: tuple[Setting, ...] = (
         "integer",
         1,
         32,
+        assets=("landmarks", "overlays"),
     ),
     Setting(
         "BODYSCRIPT_POSE_TILES",
@@ -514,6 +521,7 @@ SETTINGS: tuple[Setting, ...] = (
         also="or auto",
         read=_tiles,
         shown="`auto`",
+        assets=("landmarks",),
     ),
     Setting(
         "BODYSCRIPT_TRACK_MAX_GAP",
@@ -523,6 +531,7 @@ SETTINGS: tuple[Setting, ...] = (
         15,
         "integer",
         0,
+        assets=("landmarks",),
     ),
     Setting(
         "BODYSCRIPT_FILL_MAX_GAP",
@@ -532,6 +541,7 @@ SETTINGS: tuple[Setting, ...] = (
         10,
         "integer",
         0,
+        assets=("clean_landmarks",),
     ),
     Setting(
         "BODYSCRIPT_SMOOTH_CUTOFF_HZ",
@@ -541,6 +551,7 @@ SETTINGS: tuple[Setting, ...] = (
         6.0,
         "number",
         0.0,
+        assets=("clean_landmarks",),
     ),
     Setting(
         "BODYSCRIPT_METRICS_LANDMARKS",
@@ -550,6 +561,7 @@ SETTINGS: tuple[Setting, ...] = (
         "cleaned",
         "choice",
         choices=METRICS_LANDMARKS,
+        assets=("metrics",),
     ),
     Setting(
         "BODYSCRIPT_QUALITY_MIN_DETECTION_RATE",
@@ -560,6 +572,7 @@ SETTINGS: tuple[Setting, ...] = (
         "number",
         0.0,
         1.0,
+        assets=("clean_landmarks",),
     ),
     Setting(
         "BODYSCRIPT_QUALITY_MIN_VISIBILITY",
@@ -570,6 +583,7 @@ SETTINGS: tuple[Setting, ...] = (
         "number",
         0.0,
         1.0,
+        assets=("clean_landmarks",),
     ),
     Setting(
         "BODYSCRIPT_QUALITY_MAX_JITTER_PX",
@@ -579,6 +593,7 @@ SETTINGS: tuple[Setting, ...] = (
         _QUALITY.max_jitter_px,
         "number",
         0.0,
+        assets=("clean_landmarks",),
     ),
     Setting(
         "BODYSCRIPT_QUALITY_MAX_FILLED",
@@ -589,6 +604,7 @@ SETTINGS: tuple[Setting, ...] = (
         "number",
         0.0,
         1.0,
+        assets=("clean_landmarks",),
     ),
     Setting(
         "BODYSCRIPT_MAX_BYTES",
@@ -741,6 +757,34 @@ SETTINGS: tuple[Setting, ...] = (
         1.0,
     ),
     Setting(
+        "BODYSCRIPT_REPROCESS",
+        "reprocess",
+        "deployment",
+        "`true`: the `reprocess_sensor` re-materializes what a changed version made stale (model, settings, code), "
+        "exactly the affected assets; `false`: it stays stopped, for operators who review first (the UI still marks "
+        "them stale)",
+        True,
+        "flag",
+    ),
+    Setting(
+        "BODYSCRIPT_REPROCESS_MAX_RUNS",
+        "reprocess_max_runs",
+        "deployment",
+        "most reprocessing runs the sensor requests per tick, and most of them queued or running at once",
+        10,
+        "integer",
+        1,
+    ),
+    Setting(
+        "BODYSCRIPT_REPROCESS_INTERVAL_S",
+        "reprocess_interval_s",
+        "deployment",
+        "seconds between the reprocessing sensor's ticks",
+        30,
+        "integer",
+        5,
+    ),
+    Setting(
         "BODYSCRIPT_PRESIGN_EXPIRY_S",
         "presign_expiry_s",
         "deployment",
@@ -822,6 +866,9 @@ class Settings:
     retention_mode: str
     retention_dry_run: bool
     run_retention_days: float
+    reprocess: bool
+    reprocess_max_runs: int
+    reprocess_interval_s: int
     presign_expiry_s: int
     s3_public_endpoint: str | None  # None: AWS's own endpoint
     step_records_uri: str  # "": step records stay under DAGSTER_HOME (no k8s executor on an S3 lake)

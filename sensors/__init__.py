@@ -1,4 +1,5 @@
-"""Sensors and schedules: drop-zone automation, retention, and the cleanup of ended runs' step records."""
+"""Sensors and schedules: drop-zone automation, reprocessing of what a changed version made stale, retention, and
+the cleanup of ended runs' step records."""
 
 from dataclasses import dataclass
 
@@ -7,6 +8,7 @@ import dagster as dg
 from assets import FLEET_SUMMARY_KEY
 from bodyscript_pipeline.settings import Settings
 from sensors.drop_zone import DROP_ZONE_SENSOR, build_drop_zone_sensor
+from sensors.reprocess import REPROCESS_SENSOR, build_reprocess_sensor
 from sensors.retention import (
     RETENTION_JOB,
     RETENTION_SCHEDULE,
@@ -36,7 +38,12 @@ def build_automation(settings: Settings) -> Automation:
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=60,  # a rebuild is a run: a burst of drops should not pay for one every 30 s
     )
-    sensors = [build_drop_zone_sensor(settings), build_source_cleanup_sensor(settings), fleet_sensor]
+    sensors = [
+        build_drop_zone_sensor(settings),
+        build_reprocess_sensor(settings),
+        build_source_cleanup_sensor(settings),
+        fleet_sensor,
+    ]
     if settings.step_records_on_s3:  # elsewhere they stay in DAGSTER_HOME, as Dagster keeps them
         sensors.append(build_step_records_sensor(settings))
     return Automation(
@@ -49,6 +56,7 @@ def build_automation(settings: Settings) -> Automation:
 __all__ = [
     "DROP_ZONE_SENSOR",
     "FLEET_AUTOMATION_SENSOR",
+    "REPROCESS_SENSOR",
     "RETENTION_JOB",
     "RETENTION_SCHEDULE",
     "SOURCE_CLEANUP_SENSOR",

@@ -16,6 +16,7 @@
 <lake>/video_metrics/video=<partition>/part-0.parquet video x joint: range of motion
 <lake>/overlays/video=<partition>/overlay.mp4, thumbnail.jpg
 <lake>/exports/video=<partition>/person-<id>.trc, person-<id>.mot, landmarks.csv, angles-<joint>.png
+<lake>/lineage/video=<partition>/<asset>.parquet      one row per per-video asset: what made its output
 <lake>/fleet_summary/part-0.parquet                   one row per video: the fleet at a glance
 ```
 
@@ -33,6 +34,9 @@ from bodyscript_pipeline.storage import join
 
 WRITING = "writing.json"
 TABLES = ("videos", "frames", "landmarks", "landmarks_clean", "quality", "frame_metrics", "video_metrics")
+# The lineage of a video's assets: a per-video table too (a view, ``video`` from the folders), one file per asset
+# rather than one part, and no output of a step: it goes with the source version and erasure, never with age.
+LINEAGE = "lineage"
 
 
 def fleet_summary_uri(lake_uri: str) -> str:
@@ -75,6 +79,10 @@ class VideoLake:
 
     def table_part(self, table: str) -> str:
         return join(self.folder(table), "part-0.parquet")
+
+    def lineage(self, asset: str) -> str:
+        """The lineage row of one of the video's assets."""
+        return join(self.folder(LINEAGE), _single_name(f"{asset}.parquet"))
 
     def overlay_segment(self, start: int, stop: int) -> str:
         return join(self.folder("landmarks"), "overlay-segments", f"frames-{start:07d}-{stop:07d}.mp4")

@@ -155,6 +155,44 @@ FLEET_SUMMARY = pa.schema(
     ]
 )
 
+# One row per video x per-video asset: what its output was made from and with (the lake's lineage, written by
+# steps/versions.py ``record_lineage`` at each materialization, one file per asset). ``settings`` holds one field
+# per run-scope setting (bodyscript_pipeline/settings.py), named after its variable without ``BODYSCRIPT_``,
+# lower-case, typed as the setting is read: the settings that determine the asset hold their values, the others
+# are null. A new run-scope setting is a new field here (a test keeps the two equal); older files read without it.
+LINEAGE_SETTINGS = pa.struct(
+    [
+        pa.field("model", pa.string()),
+        pa.field("model_sha256", pa.string()),
+        pa.field("min_visibility", pa.float64()),
+        pa.field("overlay_max_resolution", pa.int64()),
+        pa.field("blur_faces", pa.bool_()),
+        pa.field("num_poses", pa.int64()),
+        pa.field("pose_tiles", pa.int64()),
+        pa.field("track_max_gap", pa.int64()),
+        pa.field("fill_max_gap", pa.int64()),
+        pa.field("smooth_cutoff_hz", pa.float64()),
+        pa.field("metrics_landmarks", pa.string()),
+        pa.field("quality_min_detection_rate", pa.float64()),
+        pa.field("quality_min_visibility", pa.float64()),
+        pa.field("quality_max_jitter_px", pa.float64()),
+        pa.field("quality_max_filled", pa.float64()),
+    ]
+)
+LINEAGE = pa.schema(
+    [
+        pa.field("asset", pa.string(), nullable=False),
+        pa.field("source_uri", pa.string(), nullable=False),
+        pa.field("source_version", pa.string(), nullable=False),
+        pa.field("model_sha256", pa.string()),  # the model behind the landmarks it derives from; null for frames
+        pa.field("code_version", pa.string(), nullable=False),  # the asset's version: <step code>.<settings digest>
+        pa.field("step_code_version", pa.string(), nullable=False),
+        pa.field("settings", LINEAGE_SETTINGS, nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("materialized_at", pa.timestamp("ms", tz="UTC"), nullable=False),
+    ]
+)
+
 # Stored precision (explicit float32 mantissa bits, round to nearest) of float columns; see precision.py.
 # landmarks: x, y within 2**-11 relative (at most 0.5 px on a 1920 px axis, about a quarter of that on
 # average); z within 0.8 %; world coordinates within 2**-7 relative (at most 4 mm within 1 m of the hips,
@@ -195,6 +233,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "video_metrics": VIDEO_METRICS,
     "videos": VIDEOS,
     "fleet_summary": FLEET_SUMMARY,
+    "lineage": LINEAGE,
 }
 
 

@@ -2,7 +2,9 @@
 
 Only the lake's derived tables are ever considered (see ``DERIVED_TABLES``); the drop zone is not even
 known to this module, so a source video can never be deleted by a derived-data policy. The ``sources``
-registry is kept too, so an archived or deleted partition can be materialized again from its source.
+registry is kept too, so an archived or deleted partition can be materialized again from its source, and so is
+the ``lineage`` table (``KEPT_TABLES``): a few hundred bytes per asset, and what a researcher asks long after the
+artifacts are gone (which model and settings made a published result). Erasure removes it with the rest.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from bodyscript_pipeline import storage
-from bodyscript_pipeline.lake.paths import TABLES
+from bodyscript_pipeline.lake.paths import LINEAGE, TABLES
 
-DERIVED_TABLES: tuple[str, ...] = (*TABLES, "overlays", "exports")
+KEPT_TABLES: tuple[str, ...] = (LINEAGE, "sources")  # never aged out: what made each output, and its source
+DERIVED_TABLES: tuple[str, ...] = tuple(t for t in (*TABLES, "overlays", "exports") if t not in KEPT_TABLES)
 ARCHIVE_PREFIX = "archive"
 PARTITION_FOLDER = "video="
 

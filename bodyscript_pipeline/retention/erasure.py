@@ -2,8 +2,8 @@
 
 What the lake holds of a video partition:
 
-- a folder ``video=<partition>`` under each table (``TABLES``, ``overlays``, ``exports``, ``sources``: the registry
-  entry), and under ``archive/<table>/`` once retention archived it. Every top-level folder of the lake is
+- a folder ``video=<partition>`` under each table (``TABLES``, ``lineage``, ``overlays``, ``exports``, ``sources``:
+  the registry entry), and under ``archive/<table>/`` once retention archived it. Every top-level folder of the lake is
   looked in, so a table added later is erased too;
 - one row per video in a fleet-wide table (``fleet_summary/part-0.parquet``): each Parquet file lying directly
   in a table folder that has a ``video`` column is rewritten without the video's rows;
@@ -33,13 +33,13 @@ import pyarrow.parquet as pq
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake.partition_keys import check_partition_key
-from bodyscript_pipeline.lake.paths import TABLES
+from bodyscript_pipeline.lake.paths import LINEAGE, TABLES
 from bodyscript_pipeline.lake.sources import SourceRecord
 from bodyscript_pipeline.retention.artifacts import ARCHIVE_PREFIX, PARTITION_FOLDER
 
 SOURCES = "sources"
 # Tables that only ever hold per-video folders: never searched for fleet-wide files.
-PER_VIDEO_TABLES = frozenset({*TABLES, "overlays", "exports", SOURCES})
+PER_VIDEO_TABLES = frozenset({*TABLES, LINEAGE, "overlays", "exports", SOURCES})
 LEGACY_STEP_RECORDS = "dagster-io"  # <lake>/dagster-io/: step records before BODYSCRIPT_STEP_RECORDS_URI
 AUDIT_FOLDER = "audit"
 AUDIT_PREFIX = f"{AUDIT_FOLDER}/erasure"

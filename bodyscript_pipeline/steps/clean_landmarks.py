@@ -28,6 +28,10 @@ from bodyscript_pipeline.skeleton.landmarks import LANDMARK_NAMES, NUM_LANDMARKS
 from bodyscript_pipeline.steps.frames import load_probe
 from bodyscript_pipeline.video.io import Probe
 
+# The version of this step's code: raise it with any change to what the step writes. Its asset's version is
+# this and the settings that determine the output (steps/versions.py).
+CODE_VERSION = "1"
+
 WINDOW_FRAMES = 1024
 MIN_MARGIN_FRAMES = 64
 COORDINATES = [i for i, name in enumerate(LANDMARK_VALUES) if name != "visibility"]
@@ -55,6 +59,12 @@ class CleanResult:
     @property
     def video_quality(self) -> dict[str, Any]:
         return self.video_scores.to_row()
+
+
+def stored_video_quality(lake_uri: str, partition: str) -> dict[str, Any]:
+    """The video's quality scores as the cleaned layer last stored them (the row without a person)."""
+    table = read_table(VideoLake(lake_uri, partition).table_part("quality"))
+    return next(row.to_row() for row in QualityScores.rows(table) if row.person is None)
 
 
 def clean_landmarks(lake_uri: str, partition: str, options: CleaningOptions) -> CleanResult:

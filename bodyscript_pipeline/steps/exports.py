@@ -30,6 +30,10 @@ from bodyscript_pipeline.skeleton.joints import JOINT_NAMES, angle_column
 from bodyscript_pipeline.skeleton.landmarks import LANDMARK_NAMES, NUM_LANDMARKS
 from bodyscript_pipeline.steps.frames import load_probe
 
+# The version of this step's code: raise it with any change to what the step writes. Its asset's version is
+# this and the settings that determine the output (steps/versions.py).
+CODE_VERSION = "1"
+
 MIN_EXPORT_FRAMES = 10  # people tracked for fewer frames (usually brief false detections) get no files
 PLOTTED_PEOPLE = 3  # the people with the most frames get a line in the angle plots
 JOINT_KINDS = tuple(dict.fromkeys(name.split("_", 1)[1] for name in JOINT_NAMES))

@@ -11,6 +11,10 @@ from bodyscript_pipeline.lake.parquet import write_table
 from bodyscript_pipeline.lake.paths import fleet_summary_uri
 from bodyscript_pipeline.lake.schemas import FLEET_SUMMARY
 
+# The version of this step's code: raise it with any change to what the step writes. Its asset's version is
+# this and the settings that determine the output (steps/versions.py).
+CODE_VERSION = "1"
+
 LOW_DETECTION_RATE = 0.8
 
 # The select list follows the schema: each column is the video's own, except the person-0 knee ranges.

@@ -16,13 +16,17 @@ from bodyscript_pipeline.lake.parquet import (
     read_table,
     write_table,
 )
-from bodyscript_pipeline.lake.paths import TABLES, VideoLake
+from bodyscript_pipeline.lake.paths import LINEAGE, TABLES, VideoLake
 from bodyscript_pipeline.lake.schemas import FRAMES
 from bodyscript_pipeline.lake.sources import SourceRecord, load_source
 from bodyscript_pipeline.video.io import FrameIndex, Probe, probe_video
 from bodyscript_pipeline.video.limits import Limits, check_size
 
-OUTPUT_TABLES = (*TABLES, "overlays", "exports")
+# The version of this step's code: raise it with any change to what the step writes. Its asset's version is
+# this and the settings that determine the output (steps/versions.py).
+CODE_VERSION = "1"
+
+OUTPUT_TABLES = (*TABLES, "overlays", "exports", LINEAGE)  # lineage describes the outputs: it goes with them
 
 
 def load_probe(lake: VideoLake) -> Probe:

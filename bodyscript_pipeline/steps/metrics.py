@@ -21,6 +21,10 @@ from bodyscript_pipeline.lake.schemas import IMAGE_COLUMNS, TableRow
 from bodyscript_pipeline.metrics.angles import DetectionCounter, JointRange, JointStatistics, frame_metrics
 from bodyscript_pipeline.steps.frames import frames_source, load_probe
 
+# The version of this step's code: raise it with any change to what the step writes. Its asset's version is
+# this and the settings that determine the output (steps/versions.py).
+CODE_VERSION = "1"
+
 METRICS_WINDOW_FRAMES = 2048
 
 

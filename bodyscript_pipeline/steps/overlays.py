@@ -29,6 +29,10 @@ from bodyscript_pipeline.steps.frames import frame_video_uri, load_frame_index, 
 from bodyscript_pipeline.steps.progress import Progress, no_progress
 from bodyscript_pipeline.video.io import decode_limits, iter_decoded
 
+# The version of this step's code: raise it with any change to what the step writes. Its asset's version is
+# this and the settings that determine the output (steps/versions.py).
+CODE_VERSION = "1"
+
 
 def _poses_by_frame(
     landmarks_uri: str, batch_rows: int = NUM_LANDMARKS * 2048

@@ -88,6 +88,33 @@ def test_partition_runs_through_k8s_job_executor(
     assert not Path(lake.pose_ranges.removeprefix("file://")).exists(), "the ranges' files are removed once merged"
 
 
+def test_a_reprocessing_of_derived_assets_runs_no_pose_inference(
+    bodyscript_home: Settings, demo_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The graph runs a subset: a run of clean_landmarks, metrics and exports (a changed cut-off) makes exactly
+    those again; its pose pod ends at once, no range runs, and frames, landmarks and overlays keep one
+    materialization each."""
+    monkeypatch.setenv("BODYSCRIPT_EXECUTOR", "k8s")
+    monkeypatch.setenv("BODYSCRIPT_POSE_WORKERS", "1")
+    monkeypatch.setenv("BODYSCRIPT_POSE_RANGE_FRAMES", "5")  # 12 frames: the first run has three ranges
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", 12, size=(442, 248))
+    reprocessed = [dg.AssetKey(name) for name in ("clean_landmarks", "metrics", "exports")]
+    with simulated_k8s(tmp_path, bodyscript_home.dagster_home) as (cluster, instance):
+        instance.add_dynamic_partitions(videos_partitions.name, ["k8s-clip"])
+        register_source(bodyscript_home.lake_uri, "k8s-clip", f"file://{clip}")
+        assert run_partition(instance, "k8s-clip").success, cluster.logs()
+        first = cluster.steps()
+        again = run_partition(instance, "k8s-clip", asset_selection=reprocessed)
+        cluster.wait()
+        assert again.success, cluster.logs()
+        counts = {
+            name: len(instance.fetch_materializations(dg.AssetKey(name), limit=10).records) for name in VIDEO_ASSETS
+        }
+    assert counts == {"frames": 1, "landmarks": 1, "overlays": 1, "clean_landmarks": 2, "metrics": 2, "exports": 2}
+    assert sorted(first) == ["derived", "infer_pose_range", "infer_pose_range", "pose"]
+    assert sorted(cluster.steps()[len(first) :]) == ["derived", "pose"], "no range inferred again"
+
+
 def step_pod(tmp_path: Path) -> dict:
     return k8s_config("derived", Settings.from_env({"BODYSCRIPT_HOME": str(tmp_path)}))
 

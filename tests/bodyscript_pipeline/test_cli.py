@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.steps.versions import VIDEO_ASSETS
 from tests.support.lake_checks import decoded_video
 from tests.support.video_factory import clip_of
 
@@ -42,6 +43,7 @@ def test_process_json_on_portrait_60fps_clip(bodyscript_home: Settings, portrait
     assert out["partition"].startswith("portrait-1080x1920-mp4-")
     assert out["frames"] == PORTRAIT_FRAMES
     assert 0.5 * PORTRAIT_FRAMES <= out["detected_frames"] <= PORTRAIT_FRAMES
+    assert out["materialized"] == list(VIDEO_ASSETS) and out["skipped"] == {}, "a new video: everything is made"
     outputs = out["outputs"]
     assert {"frames", "landmarks", "overlay", "metrics"} <= outputs.keys()
     assert all(uri.startswith("file://") for uri in outputs.values())

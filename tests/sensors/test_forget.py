@@ -25,10 +25,12 @@ from dagster._core.scheduler.instigation import DynamicPartitionsRequestResult, 
 from assets import videos_partitions
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.definitions import build_definitions
+from bodyscript_pipeline.lake.lineage import read_lineage
 from bodyscript_pipeline.lake.parquet import read_table
-from bodyscript_pipeline.lake.paths import VideoLake, fleet_summary_uri
+from bodyscript_pipeline.lake.paths import LINEAGE, VideoLake, fleet_summary_uri
 from bodyscript_pipeline.retention.artifacts import ARCHIVE_PREFIX, DERIVED_TABLES, apply_retention
 from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.steps.lineage import record_lineage
 from sensors import DROP_ZONE_SENSOR
 from sensors.forget import FORGET_JOB, FORGET_OP
 from tests.support.repo import REPO
@@ -181,6 +183,8 @@ def test_forget_a_partition_on_a_local_lake(bodyscript_home: Settings, two_local
     files = lake_files(lake)
     assert f"{ARCHIVE_PREFIX}/overlays/video={GONE}/overlay.mp4" in files
     kept_files = of_partition(files, KEPT)
+    for asset in ("frames", "landmarks"):  # what made it (the Dagster layer records it at each materialization)
+        record_lineage(lake, GONE, asset, bodyscript_home, next(iter(before.runs)))
 
     done = cli("forget", GONE, "--json")
     assert done.returncode == 0, done.stderr
@@ -188,6 +192,7 @@ def test_forget_a_partition_on_a_local_lake(bodyscript_home: Settings, two_local
     removed = report["partitions"][GONE]["removed"]
     in_place = [table for table in (*DERIVED_TABLES, "sources") if table != "overlays"]  # overlays: archived
     assert {f"{lake}/{table}/video={GONE}" for table in in_place} <= set(removed)
+    assert f"{lake}/{LINEAGE}/video={GONE}" in removed and read_lineage(lake, GONE) == {}, "its lineage too"
     assert f"{lake}/{ARCHIVE_PREFIX}/overlays/video={GONE}" in removed
     assert f"{fleet_summary_uri(lake)} (1 row(s))" in removed
     assert [f"run {run_id}" for run_id in before.runs] == [line for line in removed if line.startswith("run ")]
@@ -388,7 +393,7 @@ def test_lifecycle_rules_are_valid_and_match_the_retention_settings(s3: S3Server
     lake = by_prefix["bodyscript/"]
     assert lake["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1, "a forgotten object leaves no old version"
     covered = [prefix for prefix in by_prefix if prefix != "bodyscript/"]
-    for kept_hot in ("sources/", "audit/", "fleet_summary/"):
+    for kept_hot in ("sources/", "audit/", "fleet_summary/", f"{LINEAGE}/"):  # lineage outlives the artifacts
         assert not any(f"bodyscript/{kept_hot}".startswith(prefix) for prefix in covered)
 
 

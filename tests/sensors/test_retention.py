@@ -17,11 +17,13 @@ import pytest
 from assets import videos_partitions
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.definitions import build_definitions
-from bodyscript_pipeline.lake.paths import VideoLake
+from bodyscript_pipeline.lake.lineage import read_lineage, write_lineage
+from bodyscript_pipeline.lake.paths import LINEAGE, VideoLake
 from bodyscript_pipeline.lake.sources import register_source
 from bodyscript_pipeline.retention.artifacts import DERIVED_TABLES, apply_retention
 from bodyscript_pipeline.settings import Settings
 from sensors import RETENTION_JOB, SOURCE_CLEANUP_SENSOR
+from tests.support.lineage_lake import lineage_row
 from tests.support.s3_server import S3Server
 
 DAY = 86400
@@ -103,9 +105,12 @@ def test_dry_run_deletes_nothing(lake: Settings) -> None:
 
 
 def test_aged_artifacts_deleted_sources_kept(lake: Settings) -> None:
+    write_lineage(lake.lake_uri, "old-clip", lineage_row("clean_landmarks", lake))
+    age(local(VideoLake(lake.lake_uri, "old-clip").folder(LINEAGE)), 45)
     with dg.instance_for_test() as instance:
         report = run_retention(lake, instance, {"older_than_days": 30, "dry_run": False})
     assert report["partitions"] == 1 and report["bytes"] == 100 * len(DERIVED_TABLES)
+    assert list(read_lineage(lake.lake_uri, "old-clip")) == ["clean_landmarks"], "lineage outlives the artifacts"
     assert not any(f.exists() for f in folders(lake, "old-clip"))
     assert all(f.is_dir() for f in folders(lake, "new-clip"))
     drop = local(lake.drop_uri)

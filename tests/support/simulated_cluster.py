@@ -347,12 +347,17 @@ def simulated_k8s(
 
 
 def run_partition(
-    instance: dg.DagsterInstance, partition: str, job: ReconstructableJob | None = None
+    instance: dg.DagsterInstance,
+    partition: str,
+    job: ReconstructableJob | None = None,
+    asset_selection: list[dg.AssetKey] | None = None,
 ) -> dg.ExecutionResult:
-    """The product's process_video job for one partition, through the real k8s_job_executor (which takes its
-    cluster settings from the instance's K8sRunLauncher: its own config is locked)."""
+    """The product's process_video job for one partition (its ``asset_selection``, default all), through the
+    real k8s_job_executor (which takes its cluster settings from the instance's K8sRunLauncher: its own config is
+    locked)."""
     return dg.execute_job(
         job or dg.reconstructable(process_video_on_k8s),
         instance=instance,
         tags={"dagster/partition": partition},
+        asset_selection=asset_selection,
     )

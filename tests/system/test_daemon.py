@@ -20,6 +20,7 @@ from bodyscript_pipeline.lake.partition_keys import partition_key_for
 from bodyscript_pipeline.lake.paths import VideoLake, fleet_summary_uri
 from bodyscript_pipeline.settings import Settings
 from sensors import DROP_ZONE_SENSOR
+from tests.support.observed_runs import running_daemon
 from tests.support.repo import REPO
 from tests.support.video_factory import clip_of
 from tests.support.waits import wait_for
@@ -33,27 +34,11 @@ def daemon(bodyscript_home: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("BODYSCRIPT_SENSOR_INTERVAL_S", "2")
     monkeypatch.setenv("BODYSCRIPT_SETTLE_S", "1")
     home = bodyscript_home.dagster_home
-    home.mkdir(parents=True)
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
-    log = (bodyscript_home.home / "daemon.log").open("wb")
-    process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
-        cwd=REPO,
-        env=os.environ.copy(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            yield instance
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
+    with (
+        running_daemon(home, os.environ.copy(), bodyscript_home.home / "daemon.log"),
+        dg.DagsterInstance.from_config(str(home)) as instance,
+    ):
+        yield instance
 
 
 def sensor_ticks(instance: dg.DagsterInstance) -> list[dg.InstigationTick]:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dagster as dg
 import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from dagster._core.definitions.data_version import compute_logical_data_version
 
 from assets import process_video_assets
 from bodyscript_pipeline.lake import schemas
 from bodyscript_pipeline.pose.model import MODEL_VARIANTS
 from bodyscript_pipeline.skeleton.joints import JOINT_NAMES, angle_column
 from bodyscript_pipeline.skeleton.landmarks import LANDMARK_NAMES
+from bodyscript_pipeline.steps.versions import asset_version
 from tests.support.demo_run import DEMO_FRAMES, DemoRun
 from tests.support.lake_checks import decoded_video, frame_at, top_level_boxes
 
@@ -41,7 +44,11 @@ def test_two_steps_materialize_every_asset_with_its_own_metadata_checks_and_data
         assert materialization.partition == demo_run.partition
         assert materialization.tags.get("dagster/data_version"), f"{name} has a data version"
         assert {"step_seconds", "bytes_stored", "estimated_cost"} <= materialization.metadata.keys(), name
-    assert by_asset["frames"].tags["dagster/data_version"] == demo_run.metadata("frames")["source_version"]
+    # The source's version flows into frames' data version with frames' code version, as Dagster computes it.
+    source = {dg.AssetKey("source_video"): dg.DataVersion(demo_run.metadata("frames")["source_version"])}
+    expected = compute_logical_data_version(asset_version("frames", demo_run.settings), source)
+    assert by_asset["frames"].tags["dagster/data_version"] == expected.value
+    assert by_asset["frames"].tags["dagster/code_version"] == asset_version("frames", demo_run.settings)
     assert by_asset["frames"].metadata["frame_count"].value == DEMO_FRAMES
     assert by_asset["landmarks"].metadata["frames"].value == DEMO_FRAMES
     assert by_asset["overlays"].metadata["codec"].value == "h264"

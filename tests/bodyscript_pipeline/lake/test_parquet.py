@@ -13,9 +13,10 @@ import pyarrow as pa
 import pytest
 
 from bodyscript_pipeline.lake.parquet import read_table, table_writer, write_table
-from bodyscript_pipeline.lake.paths import TABLES, VideoLake, fleet_summary_uri
+from bodyscript_pipeline.lake.paths import LINEAGE, TABLES, VideoLake, fleet_summary_uri
 from bodyscript_pipeline.lake.schemas import QUALITY, SCHEMAS
 from bodyscript_pipeline.steps.fleet_summary import build_fleet_summary
+from bodyscript_pipeline.steps.lineage import record_lineage
 from bodyscript_pipeline.storage import local_path
 from tests.support.demo_run import DemoRun
 
@@ -79,6 +80,8 @@ def test_processed_lake_tables_have_their_declared_schemas(demo_run: DemoRun, tm
     video = VideoLake(f"file://{lake}", demo_run.partition)
     files = {table: video.table_part(table) for table in TABLES} | {"frames": video.frame_index}
     build_fleet_summary(f"file://{lake}")
+    record_lineage(f"file://{lake}", demo_run.partition, "landmarks", demo_run.settings, "run-1")
+    files[LINEAGE] = video.lineage("landmarks")
     files["fleet_summary"] = fleet_summary_uri(f"file://{lake}")
     assert set(files) == set(SCHEMAS), "every declared table is checked"
     for table, uri in files.items():
@@ -91,5 +94,8 @@ def test_processed_lake_tables_have_their_declared_schemas(demo_run: DemoRun, tm
         for field in SCHEMAS[table]:
             if not field.nullable:
                 assert stored[field.name].null_count == 0, f"{table}.{field.name}"
+    (lineage,) = read_table(files[LINEAGE]).to_pylist()
+    assert lineage["model_sha256"] == demo_run.settings.model_sha256, "the model the landmarks were made with"
+    assert lineage["settings"]["model_sha256"] == demo_run.settings.model_sha256
     ids = read_table(files["landmarks"])["person"].to_numpy(zero_copy_only=False)
     assert np.nanmax(ids.astype(float)) >= 0

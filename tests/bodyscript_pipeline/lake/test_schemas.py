@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import types
 import typing
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 import pytest
 
 from bodyscript_pipeline.cleaning.quality import QualityScores
+from bodyscript_pipeline.lake.lineage import LineageRow
 from bodyscript_pipeline.lake.schemas import (
     IMAGE_COLUMNS,
     LANDMARK_FLOATS,
@@ -24,7 +26,7 @@ from bodyscript_pipeline.lake.schemas import (
 from bodyscript_pipeline.metrics.angles import JointRange
 from bodyscript_pipeline.steps.metrics import VideoRow
 
-ROWS: list[type[TableRow]] = [QualityScores, JointRange, VideoRow]
+ROWS: list[type[TableRow]] = [QualityScores, JointRange, VideoRow, LineageRow]
 
 
 def python_type(data_type: pa.DataType) -> type:
@@ -38,6 +40,10 @@ def python_type(data_type: pa.DataType) -> type:
         return float
     if pa.types.is_string(data_type):
         return str
+    if pa.types.is_struct(data_type):
+        return dict
+    if pa.types.is_timestamp(data_type):
+        return datetime
     raise AssertionError(f"no Python type for {data_type}")
 
 
@@ -47,8 +53,8 @@ def declared(annotation: Any) -> tuple[type, bool]:
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         kinds = [a for a in args if a is not type(None)]
         assert len(kinds) == 1, annotation
-        return kinds[0], type(None) in args
-    return annotation, False
+        return typing.get_origin(kinds[0]) or kinds[0], type(None) in args
+    return typing.get_origin(annotation) or annotation, False  # dict[str, Any]: dict
 
 
 def test_every_typed_row_is_listed_here() -> None:
