@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import dagster as dg
 
 from assets import process_video_job, source_video, videos_partitions
 from assets.partitions import SOURCE_URI_TAG, SOURCE_VERSION_TAG
 from bodyscript_pipeline.drop_zone.listing import lister_for
-from bodyscript_pipeline.drop_zone.scan import ScanState, scan
+from bodyscript_pipeline.drop_zone.scan import ScanState, scan_settling
 from bodyscript_pipeline.lake.partition_keys import partition_key_for
 from bodyscript_pipeline.lake.sources import register_source
 from bodyscript_pipeline.pose import service as pose_service
@@ -45,13 +43,12 @@ def build_drop_zone_sensor(settings: Settings) -> dg.SensorDefinition:
         lister = lister_for(
             drop_uri, s3_client=client, page_size=settings.scan_page_size, create_local_root=not state.known
         )
-        result = scan(
+        result = scan_settling(
             lister,
             state,
             max_pages=settings.scan_max_pages,
             max_new=settings.scan_max_new,
             settle_seconds=settings.settle_s,
-            now=time.time(),
             quota_per_hour=settings.quota_per_hour,
             global_quota_per_hour=settings.quota_global_per_hour,
         )

@@ -62,12 +62,12 @@ def target_digest(assets: list[str], settings: Settings) -> str:
 
 
 def reprocess_requests(
-    instance: dg.DagsterInstance, settings: Settings, stale: dict[str, dict[str, str]]
+    instance: dg.DagsterInstance, settings: Settings, stale: dict[str, dict[str, str]], in_flight: int
 ) -> dg.SensorResult | dg.SkipReason:
-    """The tick's decision, given what is stale: at most the free budget of runs, in partition order."""
+    """The tick's decision, given what is stale and how many reprocessing runs are queued or running: at most
+    the free budget of runs, in partition order."""
     if not stale:
         return dg.SkipReason(f"{NOTHING_STALE}: every video's assets have their current versions")
-    in_flight = reprocess_runs_in_flight(instance)
     budget = settings.reprocess_max_runs - in_flight
     if budget <= 0:
         return dg.SkipReason(
@@ -155,7 +155,8 @@ def build_reprocess_sensor(settings: Settings) -> dg.SensorDefinition:
                 f"{in_flight} reprocessing run(s) queued or running use the budget of {settings.reprocess_max_runs} "
                 "(BODYSCRIPT_REPROCESS_MAX_RUNS)"
             )
-        result = reprocess_requests(context.instance, settings, stale_partitions(settings.lake_uri, settings))
+        stale = stale_partitions(settings.lake_uri, settings)
+        result = reprocess_requests(context.instance, settings, stale, in_flight)
         clean = isinstance(result, dg.SkipReason) and (result.skip_message or "").startswith(NOTHING_STALE)
         cursor = json.dumps({"versions": versions, "clean_at": time.time() if clean else None})
         if isinstance(result, dg.SkipReason):

@@ -20,7 +20,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bodyscript_pipeline.drop_zone.listing import DropLister, DropObject
@@ -155,6 +157,32 @@ def scan(
     state.passes += 1
     result.pass_completed = True
     return result
+
+
+def scan_settling(
+    lister: DropLister,
+    state: ScanState,
+    *,
+    max_pages: int,
+    max_new: int,
+    settle_seconds: float,
+    quota_per_hour: int = 0,
+    global_quota_per_hour: int = 0,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ScanResult:
+    """:func:`scan`, and where that completed a pass but saw local files still settling, one more scan
+    ``RELIST_SECONDS`` later within the same tick: a finished copy is taken about a second after it is first
+    seen, not a sensor interval later. At most two bounded scans per tick."""
+    options = {"max_pages": max_pages, "settle_seconds": settle_seconds, "quota_per_hour": quota_per_hour,
+               "global_quota_per_hour": global_quota_per_hour}  # fmt: skip
+    first = scan(lister, state, max_new=max_new, now=clock(), **options)
+    if not first.settling or not first.pass_completed or len(first.new) >= max_new:
+        return first
+    sleep(RELIST_SECONDS)
+    second = scan(lister, first.state, max_new=max_new - len(first.new), now=clock(), **options)
+    second.new[:0] = first.new
+    return second
 
 
 def prefix_of(key: str) -> str:

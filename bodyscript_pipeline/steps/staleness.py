@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bodyscript_pipeline import analytics, storage
-from bodyscript_pipeline.lake.lineage import read_lineage
+from bodyscript_pipeline.lake.lineage import LineageRow, read_lineage
 from bodyscript_pipeline.lake.paths import LINEAGE, VideoLake
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.steps.lineage import lineage_field
@@ -29,14 +29,21 @@ MISSING = "missing"
 NO_LINEAGE = "no lineage recorded"
 
 
-def changes(lake_uri: str, partition: str, settings: Settings, source_version: str | None = None) -> dict[str, str]:
+def changes(
+    lake_uri: str,
+    partition: str,
+    settings: Settings,
+    source_version: str | None = None,
+    recorded: Mapping[str, LineageRow] | None = None,
+) -> dict[str, str]:
     """The per-video assets of ``partition`` that must be made (again), each with a one-line reason: ``missing``
     (``no lineage recorded`` where its output exists from before lineage), ``source changed: <old> -> <new>``
     (frames, when ``source_version`` is given), one clause per changed determining setting
     (``BODYSCRIPT_SMOOTH_CUTOFF_HZ 6.0 -> 8.0``), ``code version 1 -> 2``. Direct causes only: what is downstream
-    of them is the caller's to add (from the asset graph). Assets not in the answer are current."""
+    of them is the caller's to add (from the asset graph). Assets not in the answer are current. ``recorded``:
+    the partition's lineage rows where the caller has read them already."""
     lake = VideoLake(lake_uri, partition)
-    recorded = read_lineage(lake_uri, partition)
+    recorded = read_lineage(lake_uri, partition) if recorded is None else recorded
     found: dict[str, str] = {}
     for asset in VIDEO_ASSETS:
         row = recorded.get(asset)
@@ -142,8 +149,9 @@ def asset_states(
     """Every per-video asset's state, in dependency order: its own change (:func:`changes`), else the first
     upstream asset that is not current, else an upstream asset made again after it (a run that failed half-way,
     or whose blocking quality check stopped it), else current."""
-    causes = changes(lake_uri, partition, settings, source_version)
-    made = {asset: row.materialized_at for asset, row in read_lineage(lake_uri, partition).items()}
+    recorded = read_lineage(lake_uri, partition)
+    causes = changes(lake_uri, partition, settings, source_version, recorded)
+    made = {asset: row.materialized_at for asset, row in recorded.items()}
     states: dict[str, AssetState] = {}
     for asset in VIDEO_ASSETS:
         version = asset_version(asset, settings)

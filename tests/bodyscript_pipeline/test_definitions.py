@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from bodyscript_pipeline.definitions import PROCESS_VIDEO_JOB, defs
+from resources.run_worker import WarmRunLauncher
 from tests.support.repo import REPO
 
 VIDEO_ASSETS = {"frames", "landmarks", "overlays", "clean_landmarks", "metrics", "exports"}
@@ -82,12 +84,17 @@ def test_dagster_cli_loads_the_workspace(tmp_path: Path) -> None:
     assert "bodyscript" in done.stdout + done.stderr
 
 
-def test_repo_dagster_yaml_queues_runs_and_limits_pose_steps(tmp_path: Path) -> None:
+def test_repo_dagster_yaml_queues_runs_and_launches_them_from_the_warm_worker(tmp_path: Path) -> None:
+    """Locally the run queue bounds pose steps (three runs at a time, no pool limit: a pool-blocked step would
+    spin in the in-process executor); the production instance limits the GPU pool instead."""
     (tmp_path / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert isinstance(instance.run_launcher, WarmRunLauncher)
         concurrency = instance.get_concurrency_config()
-        assert concurrency.run_queue_config.max_concurrent_runs == 2
-        assert concurrency.pool_config.default_pool_limit == 2
+        assert concurrency.run_queue_config.max_concurrent_runs == 3
+        assert concurrency.pool_config.default_pool_limit is None
+    production = yaml.safe_load((REPO / "deploy" / "dagster.yaml").read_text())
+    assert production["concurrency"]["pools"]["default_limit"] >= 1
     assert defs.resolve_assets_def("landmarks").op.pool == "pose"
     assert defs.resolve_assets_def("overlays").op.pool is None

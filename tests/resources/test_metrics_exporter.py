@@ -35,6 +35,7 @@ from bodyscript_pipeline.monitoring.lake_usage import bytes_per_table
 from bodyscript_pipeline.monitoring.scan_summary import ScanCounts, parse_scan_summary
 from bodyscript_pipeline.settings import Settings
 from resources.metrics_exporter import InstanceMetrics, ReadLimits, step_name
+from tests.support.observed_runs import install_dagster_yaml
 from tests.support.repo import REPO
 from tests.support.video_factory import clip_of
 from tests.support.waits import wait_for
@@ -207,8 +208,7 @@ def daemon(bodyscript_home: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterat
     monkeypatch.setenv("BODYSCRIPT_SETTLE_S", "1")
     monkeypatch.setenv("BODYSCRIPT_QUOTA_GLOBAL_PER_HOUR", "1")
     home = bodyscript_home.dagster_home
-    home.mkdir(parents=True)
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    install_dagster_yaml(home)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         log = (bodyscript_home.home / "daemon.log").open("wb")
         process = subprocess.Popen(

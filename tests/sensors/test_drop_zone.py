@@ -18,7 +18,7 @@ import pytest
 
 from assets import videos_partitions
 from bodyscript_pipeline.drop_zone.listing import lister_for
-from bodyscript_pipeline.drop_zone.scan import RELIST_SECONDS, ScanState, scan
+from bodyscript_pipeline.drop_zone.scan import RELIST_SECONDS, ScanState, scan, scan_settling
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake.sources import object_version
 from bodyscript_pipeline.settings import Settings
@@ -299,3 +299,35 @@ def test_local_file_is_taken_once_two_listings_agree(tmp_path: Path) -> None:
 def test_s3_objects_are_taken_at_their_first_listing(harness: SensorHarness) -> None:
     harness.put("lab/fresh.mp4", b"complete once listed")
     assert len(harness.tick().run_requests or []) == 1
+
+
+def test_a_tick_relists_a_settling_copy_within_itself(tmp_path: Path) -> None:
+    """A copy that ended just before the tick is taken by that tick (two listings a second apart agree), not a
+    sensor interval later; one still being written when the tick relists waits."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    lister = lister_for(f"file://{drop}")
+    done, growing = drop / "done.mp4", drop / "growing.mp4"
+    done.write_bytes(b"copied just now")
+    growing.write_bytes(b"first part")
+    waits: list[float] = []
+    clock = [time.time()]
+
+    def copy_goes_on(seconds: float) -> None:
+        waits.append(seconds)
+        clock[0] += seconds
+        growing.write_bytes(b"first part, second part")  # the copy still runs while the tick waits
+        os.utime(growing, (clock[0], clock[0]))
+
+    result = scan_settling(
+        lister, ScanState(), max_pages=5, max_new=5, settle_seconds=60, clock=lambda: clock[0], sleep=copy_goes_on
+    )
+    assert waits == [RELIST_SECONDS], "one relisting, a second later"
+    assert [found.obj.key for found in result.new] == ["done.mp4"]
+    assert result.settling == 1, "the growing copy waits for a later tick"
+
+    idle = scan_settling(
+        lister, result.state, max_pages=5, max_new=5, settle_seconds=2, clock=lambda: clock[0] + 5, sleep=waits.append
+    )
+    assert [found.obj.key for found in idle.new] == ["growing.mp4"]
+    assert waits == [RELIST_SECONDS], "nothing settling: no relisting, no wait"

@@ -5,7 +5,6 @@ the real daemon on the repo's workspace and dagster.yaml."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import yaml
 
 from assets import process_video_assets, source_video, videos_partitions
 from bodyscript_pipeline.lake.sources import register_source
@@ -58,12 +58,26 @@ def process(settings: Settings, instance: dg.DagsterInstance, partition: str, so
     materialize(settings, instance, partition)
 
 
-@contextmanager
-def running_daemon(dagster_home: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``dagster-daemon run`` on the repo's workspace.yaml, with the repo's dagster.yaml in ``dagster_home`` and
-    ``env`` as its whole environment; stopped (its process group) on exit."""
+RUN_WORKER_IDLE_S = 20.0  # every test has its own instance, so its own warm run worker: let each go soon
+
+
+def install_dagster_yaml(dagster_home: Path, **overrides: dict[str, object]) -> None:
+    """The repo's dagster.yaml in ``dagster_home``, its run worker idling briefly, top-level sections replaced
+    by ``overrides``."""
+    config = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    config["run_launcher"]["config"]["idle_seconds"] = RUN_WORKER_IDLE_S
+    config.update(overrides)
     dagster_home.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@contextmanager
+def running_daemon(
+    dagster_home: Path, env: dict[str, str], log: Path, **overrides: dict[str, object]
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``dagster-daemon run`` on the repo's workspace.yaml, with the repo's dagster.yaml in ``dagster_home``
+    (``install_dagster_yaml``) and ``env`` as its whole environment; stopped (its process group) on exit."""
+    install_dagster_yaml(dagster_home, **overrides)
     with log.open("ab") as out:
         process = subprocess.Popen(
             [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],

@@ -19,8 +19,9 @@ from bodyscript_pipeline import storage
 from bodyscript_pipeline.lake.partition_keys import partition_key_for
 from bodyscript_pipeline.lake.paths import VideoLake, fleet_summary_uri
 from bodyscript_pipeline.settings import Settings
+from resources.run_worker import worker_of
 from sensors import DROP_ZONE_SENSOR
-from tests.support.observed_runs import running_daemon
+from tests.support.observed_runs import install_dagster_yaml, running_daemon
 from tests.support.repo import REPO
 from tests.support.video_factory import clip_of
 from tests.support.waits import wait_for
@@ -104,8 +105,7 @@ def test_daemon_killed_mid_burst_loses_nothing_and_duplicates_nothing(
     monkeypatch.setenv("BODYSCRIPT_SETTLE_S", "0")
     monkeypatch.setenv("BODYSCRIPT_SCAN_MAX_NEW", "2")
     home = bodyscript_home.dagster_home
-    home.mkdir(parents=True)
-    shutil.copyfile(REPO / "dagster.yaml", home / "dagster.yaml")
+    install_dagster_yaml(home)
     drop = Path(bodyscript_home.drop_uri.removeprefix("file://")) / "burst"
     drop.mkdir(parents=True)
     names = [f"clip-{i:02d}.mp4" for i in range(6)]
@@ -164,6 +164,9 @@ def test_burst_with_a_broken_video_fails_it_alone(
 
     wait_for(lambda: len(runs()) == 3 and all(r.is_finished for r in runs().values()), 300, "the burst's runs")
     finished = runs()
+    workers = [worker_of(run) for run in finished.values()]
+    assert all(workers), "every run was forked from the warm run worker (dagster.yaml's run launcher)"
+    assert len({w["pid"] for w in workers if w}) == 3, "each run in a process of its own"
     assert finished[keys["broken.mp4"]].status == dg.DagsterRunStatus.FAILURE
     failures = [
         e.dagster_event.step_failure_data

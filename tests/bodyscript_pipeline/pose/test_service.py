@@ -17,21 +17,13 @@ from bodyscript_pipeline.pose.service import PoseService
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.steps.frames import extract_frames
 from bodyscript_pipeline.steps.landmarks import estimate_landmarks
+from tests.support.processes import server_pids
 from tests.support.video_factory import clip_of
 
 
 def service_pids(home: Path) -> list[int]:
-    """The service processes of ``home``, without their range processes (forked: same command line)."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
-            stat = (entry / "stat").read_text() if cmdline else ""
-        except OSError:
-            continue
-        if b"bodyscript_pipeline.pose.service" in cmdline and str(home).encode() in cmdline:
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return sorted(pid for pid, parent in parents.items() if parent not in parents)
+    """The service processes of ``home``, without their range processes."""
+    return server_pids(pose_service.MODULE, str(home))
 
 
 def landmarks_of(settings: Settings, partition: str) -> pl.DataFrame:
