@@ -102,12 +102,18 @@ def _owns(path: Path, inode: int) -> bool:
 
 
 def serve(
-    path: Path, idle_s: float, handle: Callable[[socket.socket], None], stale: Callable[[], bool] = lambda: False
+    path: Path,
+    idle_s: float,
+    handle: Callable[[socket.socket], None],
+    stale: Callable[[], bool] = lambda: False,
+    with_parent: bool = False,
 ) -> None:
     """Listens on ``path`` and runs ``handle(connection)`` in a forked child per connection; returns after
-    ``idle_s`` seconds with no child running and no connection, once ``path`` is another server's, or once
+    ``idle_s`` seconds with no child running and no connection, once ``path`` is another server's, once
     ``stale()`` says what it imported changed (it then closes the connection unanswered: the caller starts a
-    new server). Import what ``handle`` needs before calling this: that is the start-up each request saves."""
+    new server), or, ``with_parent``, once the process that started it is gone and no child runs. Import what
+    ``handle`` needs before calling this: that is the start-up each request saves."""
+    parent = os.getppid()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     temporary = path.with_suffix(f".{os.getpid()}")
@@ -143,9 +149,10 @@ def serve(
                 done, _ = os.waitpid(pid, os.WNOHANG)
                 if done:
                     children.discard(pid)
+            orphaned = with_parent and os.getppid() != parent
             if children:
                 last_active = time.monotonic()
-            elif time.monotonic() - last_active > idle_s or not _owns(path, mine):
+            elif time.monotonic() - last_active > idle_s or not _owns(path, mine) or orphaned:
                 return
     finally:
         if _owns(path, mine):  # not a newer server's socket

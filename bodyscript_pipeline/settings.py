@@ -659,8 +659,9 @@ SETTINGS: tuple[Setting, ...] = (
         "BODYSCRIPT_SENSOR_INTERVAL_S",
         "sensor_interval_s",
         "deployment",
-        "seconds between drop-zone scans (the daemon evaluates sensors every 5 s)",
-        5,
+        "seconds between drop-zone scans; the daemon looks at sensors every 5 s, so the default 4 scans at each look "
+        "(5 would skip every other look that comes a moment early: 10 s between scans)",
+        4,
         "integer",
         1,
     ),

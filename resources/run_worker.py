@@ -9,7 +9,8 @@ executes it exactly as ``dagster api execute_run`` would. Runs stay one process 
 that process alone, and every event, log and materialization is Dagster's own.
 
 The worker serves only runs of its own code: it watches the source files it imported and, once one changed
-(a reload in the UI), leaves; the next launch starts a fresh worker. Runs of another interpreter or a code
+(a reload in the UI), leaves; the next launch starts a fresh worker. It also leaves with the process that
+started it (the daemon), or after ``idle_seconds`` without a run. Runs of another interpreter or a code
 location that is not a module, and any launch the worker cannot take, go through Dagster's launcher unchanged.
 """
 
@@ -38,7 +39,7 @@ from bodyscript_pipeline import fork_server
 
 MODULE = "resources.run_worker"
 RUN_WORKER_TAG = "bodyscript/run_worker"  # {"pid", "host", "start"}: the process running the run
-IDLE_S = 600.0
+IDLE_S = 3600.0
 ATTEMPTS = 3
 KILL_WAIT_S = 10.0
 
@@ -240,7 +241,9 @@ def serve(path: Path, idle_s: float, module: str, working_directory: str, instan
     with dg.DagsterInstance.from_config(instance_root) as instance:
         instance.get_runs(limit=1)  # nothing stays open: each run's process opens the instance itself
     stamps = _sources()
-    fork_server.serve(path, idle_s, _serve_run, stale=lambda: _changed(stamps))
+    # The worker lives as long as the daemon that launches runs (`make dev`), so a drop after a quiet hour
+    # still finds it warm; idle_s bounds it where that daemon keeps running unused.
+    fork_server.serve(path, idle_s, _serve_run, stale=lambda: _changed(stamps), with_parent=True)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from tests.support.processes import server_pids
 from tests.support.video_factory import clip_of
 from tests.support.waits import wait_for
 
+LAUNCHER = {"module": "resources.run_worker", "class": "WarmRunLauncher"}
 ASSETS = ("frames", "landmarks", "overlays", "clean_landmarks", "metrics", "exports")
 
 
@@ -151,3 +154,20 @@ def test_a_worker_of_changed_code_leaves_and_the_next_launch_gets_a_fresh_one(tm
         (new_worker,) = server_pids(MODULE, str(location))
         assert new_worker != worker, "a worker of the changed code"
         assert fresh["pid"] != new_worker
+
+
+def test_the_worker_leaves_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """Warm for as long as its daemon runs (an hour's idle allowance here), gone soon after the daemon is."""
+    home = tmp_path / "dagster"
+    install_dagster_yaml(home, run_launcher={**LAUNCHER, "config": {"idle_seconds": 3600.0}})
+    location = tmp_path / "location"
+    location.mkdir()
+    (location / "tiny_location.py").write_text("import dagster as dg\n\ndefs = dg.Definitions()\n")
+    launch = (
+        "import sys, dagster as dg\n"
+        f"with dg.DagsterInstance.from_config({str(home)!r}) as instance:\n"
+        f"    print(instance.run_launcher.start_in_worker('no-such-run', 'tiny_location', {str(location)!r}))\n"
+    )
+    daemon = subprocess.run([sys.executable, "-c", launch], capture_output=True, text=True, timeout=120, check=True)
+    assert "'pid'" in daemon.stdout, "the short-lived launcher handed a run to the worker it started"
+    wait_for(lambda: not server_pids(MODULE, str(location)), 30, "the worker to leave with its parent")
