@@ -20,6 +20,7 @@ from bodyscript_pipeline.settings import Settings
 from resources import PipelineResource
 from tests.support.flaky_proxy import flaky_proxy
 from tests.support.jobs_for_tests import process_video_from_env
+from tests.support.processes import children_of, server_pids
 from tests.support.s3_server import S3Server
 from tests.support.sensor_harness import DROP_BUCKET, LAKE_BUCKET, harness_for
 from tests.support.video_factory import clip_of
@@ -28,41 +29,12 @@ from tests.support.video_factory import clip_of
 def spawned_workers() -> list[int]:
     """Pids of this process's multiprocessing spawn children: pose workers, or the multiprocess executor's
     step processes."""
-    me = str(os.getpid())
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        parent = stat.rsplit(")", 1)[1].split()[1]
-        if parent == me and b"spawn_main" in cmdline:
-            found.append(int(entry.name))
-    return found
+    return children_of({os.getpid()}, b"spawn_main")
 
 
 def service_workers(home: Path) -> list[int]:
     """Pids of the range processes of the warm pose service of ``home``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
-        except OSError:
-            continue
-        if b"bodyscript_pipeline.pose.service" in cmdline and str(home).encode() in cmdline:
-            found.append(entry.name)
-    children = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text() if entry.name.isdigit() else ""
-        except OSError:
-            continue
-        if stat and stat.rsplit(")", 1)[1].split()[1] in found:
-            children.append(int(entry.name))
-    return children
+    return children_of(set(server_pids("bodyscript_pipeline.pose.service", str(home))))
 
 
 @pytest.mark.parametrize("where", ["spawned", "service"])
