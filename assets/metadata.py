@@ -116,6 +116,7 @@ def landmarks(
         "num_poses": pipeline.settings.num_poses,
         "person_ids": result.people,
         "overlay_segments_kept": f"{result.overlay_segments_kept} of {result.overlay_segments}",
+        "pose_head_start": result.head_start,
         "pose_delegate": result.delegate,
         **({"pose_delegate_fallback": result.delegate_fallback} if result.delegate_fallback else {}),
         "model": model.variant,

@@ -244,6 +244,10 @@ def _process(settings: Settings, video: str, partition: str | None, as_json: boo
 
         # Starts warming up now, while Dagster loads; later videos find it warm.
         pose_service.start(settings.pose_service.home, settings.pose_service.idle_s)
+    if settings.pose_service is not None and "landmarks" in todo:
+        from bodyscript_pipeline.steps.landmarks import begin_pose
+
+        begin_pose(settings, uri, version)  # the video's pose begins in the service while Dagster loads
     ensure_dagster_home(settings)
     warnings.filterwarnings("ignore")
 

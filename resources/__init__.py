@@ -17,6 +17,7 @@ from bodyscript_pipeline.pose.estimator import PoseOptions
 from bodyscript_pipeline.pose.model import ModelFile, ensure_model
 from bodyscript_pipeline.pose.service import PoseService
 from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.steps.landmarks import overlay_style, pose_options
 
 
 def step_io_manager(settings: Settings) -> dg.IOManagerDefinition:
@@ -68,8 +69,7 @@ class PipelineResource:
 
     @property
     def pose_options(self) -> PoseOptions:
-        s = self.settings
-        return PoseOptions(s.num_poses, s.pose_tiles or None, s.pose_delegate, s.track_max_gap)
+        return pose_options(self.settings)
 
     @property
     def pose_service(self) -> PoseService | None:
@@ -77,10 +77,7 @@ class PipelineResource:
 
     @property
     def overlay_style(self) -> OverlayStyle:
-        s = self.settings
-        return OverlayStyle(
-            s.overlay_max_resolution, s.min_visibility, label_people=s.num_poses > 1, blur_faces=s.blur_faces
-        )
+        return overlay_style(self.settings)
 
     @property
     def cleaning(self) -> CleaningOptions:

@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,8 @@ from bodyscript_pipeline.pose.estimator import (
 from bodyscript_pipeline.pose.service import PoseService, ServiceUnavailable
 from bodyscript_pipeline.pose.tracking import PersonTracker
 from bodyscript_pipeline.skeleton.landmarks import NUM_LANDMARKS
-from bodyscript_pipeline.video.io import FrameIndex, Probe, decode_limits, iter_decoded, upright
+from bodyscript_pipeline.video.io import FrameIndex, Probe, decode_limits, iter_decoded, probe_video, upright
+from bodyscript_pipeline.video.limits import Limits
 
 WARMUP_FRAMES = 30
 MIN_RANGE_FRAMES = 150  # below this a process's start-up (about a second) outweighs what it saves
@@ -106,6 +107,7 @@ class PoseRun:
     fallback_reason: str | None
     people: int = 0  # person ids given
     segments: tuple[OverlaySegment, ...] = ()
+    head_start: bool = False  # the ranges were begun before the step (pose/head_start.py)
 
 
 def plan_worker_ranges(frame_count: int, workers: int) -> list[FrameRange]:
@@ -185,7 +187,11 @@ def run_range(
 
 
 def run_request(request: dict[str, Any]) -> dict[str, Any]:
-    """``run_range`` from a pose service request (``VideoRanges.request``); the result as a record."""
+    """``run_range`` from a pose service request (``VideoRanges.request``); the result as a record. A request
+    with ``limits`` probes its video instead (``probe_in_service``)."""
+    if "limits" in request:
+        probe, index = probe_video(Path(request["video"]), Limits(**request["limits"]))
+        return {"probe": probe.to_json(), "index": {"pts": index.pts, "keyframe": index.keyframe}}
     overlay = request["overlay"]
     result = run_range(
         Path(request["video"]),
@@ -206,6 +212,13 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def probe_in_service(service: PoseService, video: Path, limits: Limits) -> tuple[Probe, FrameIndex]:
+    """``probe_video`` in a process of the pose service, which has PyAV imported already."""
+    client = pose_service.connect(service.home, service.idle_s)
+    record = pose_service.run_remote(client, {"video": str(video), "limits": asdict(limits)}, lambda _: None)
+    return Probe.from_json(record["probe"]), FrameIndex(record["index"]["pts"], record["index"]["keyframe"])
+
+
 def estimate_in_ranges(
     video: Path,
     probe: Probe,
@@ -218,16 +231,22 @@ def estimate_in_ranges(
     options: PoseOptions,
     overlay: OverlayStyle | None = None,
     service: PoseService | None = None,
+    begun: Callable[[VideoRanges, list[FrameRange]], list[RangeResult] | None] | None = None,
 ) -> PoseRun:
     """Run every frame_range in worker processes, in parallel, then append their rows to ``out`` in frame order,
     with person ids from one tracker; with an ``overlay`` style, the ranges' overlay segments too. With a
-    ``service``, the ranges run in the warm pose service's processes instead of freshly started ones."""
+    ``service``, the ranges run in the warm pose service's processes instead of freshly started ones. ``begun``
+    gives the results of these very ranges where they were begun already (pose/head_start.py)."""
     ranges = plan_worker_ranges(len(index), workers)
     paths = [workdir / f"frame_range-{c.index:03d}.parquet" for c in ranges]
-    # Even one frame_range runs in a worker process: the step's own process then never loads MediaPipe and its
-    # model, which keeps it small (the CLI runs every step in one process).
-    results = VideoRanges(video, probe, index, model_path, options, overlay).run(ranges, paths, progress, service)
-    run = merge_ranges(results, probe, out, options, overlay)
+    video_ranges = VideoRanges(video, probe, index, model_path, options, overlay)
+    results = begun(video_ranges, ranges) if begun is not None else None
+    head_start = results is not None
+    if results is None:
+        # Even one frame_range runs in a worker process: the step's own process then never loads MediaPipe and
+        # its model, which keeps it small (the CLI runs every step in one process).
+        results = video_ranges.run(ranges, paths, progress, service)
+    run = replace(merge_ranges(results, probe, out, options, overlay), head_start=head_start)
     progress(len(index), len(index))
     return run
 

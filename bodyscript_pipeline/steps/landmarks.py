@@ -3,35 +3,43 @@ order with tracked person ids; under Kubernetes, one range per step and a merge.
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from bodyscript_pipeline import storage
+from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake.parquet import (
     TableWriter,
     table_writer,
 )
 from bodyscript_pipeline.lake.paths import VideoLake
+from bodyscript_pipeline.lake.sources import object_version
 from bodyscript_pipeline.overlay.video import OverlayStyle
+from bodyscript_pipeline.pose import head_start
 from bodyscript_pipeline.pose.estimator import PoseOptions
-from bodyscript_pipeline.pose.model import ModelFile
+from bodyscript_pipeline.pose.model import ModelFile, ensure_model
 from bodyscript_pipeline.pose.ranges import (
     FrameRange,
     OverlaySegment,
     PoseRun,
     RangeResult,
+    VideoRanges,
     estimate_in_ranges,
     merge_ranges,
+    plan_worker_ranges,
+    probe_in_service,
     run_range,
 )
 from bodyscript_pipeline.pose.service import PoseService
-from bodyscript_pipeline.steps.frames import frame_video_uri, load_frame_index, load_probe
+from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.steps.frames import frame_video_uri, frames_source, load_frame_index, load_probe
 from bodyscript_pipeline.steps.progress import Progress, no_progress
 from bodyscript_pipeline.video.io import FrameIndex, Probe
 
@@ -52,6 +60,7 @@ class LandmarksResult:
     people: int = 0
     overlay_segments: int = 0  # overlay segments drawn while inferring
     overlay_segments_kept: int = 0  # of those, the ones with the merged person ids, kept for the overlay
+    head_start: bool = False  # the ranges were begun before the step, by ``begin_pose``
 
     @property
     def detection_rate(self) -> float:
@@ -82,10 +91,61 @@ def estimate_landmarks(
     started = time.perf_counter()
     with _pose_inputs(lake) as (video, probe, index, workdir), _landmarks_writer(lake, model, options) as out:
         storage.delete_tree(lake.overlay_segments)
+        begun = _head_start_of(lake, progress) if head_start.any_begun() else None
         run = estimate_in_ranges(
-            video, probe, index, model.path, workers, workdir, out, progress, options, overlay, service
+            video, probe, index, model.path, workers, workdir, out, progress, options, overlay, service, begun
         )
         return _finish_landmarks(lake, out, run, time.perf_counter() - started, overlay)
+
+
+def _head_start_of(
+    lake: VideoLake, progress: Progress
+) -> Callable[[VideoRanges, list[FrameRange]], list[RangeResult] | None]:
+    """How the step takes the ranges this process began ahead for the partition's source (``begin_pose``)."""
+    source = frames_source(lake)
+    return lambda video, ranges: head_start.take(head_start.identity((source.uri, source.version), video, ranges),
+                                                 progress)  # fmt: skip
+
+
+def begin_pose(settings: Settings, uri: str, version: str) -> None:
+    """Begins a local source's pose in the pose service, in a background thread, for a ``landmarks`` step later
+    in this process to take (pose/head_start.py): ``bodyscript process`` calls this before it loads Dagster."""
+    service = settings.pose_service
+    if service is None or not uri.startswith("file://"):
+        return
+    video = Path(uri.removeprefix("file://"))
+
+    def work(begun: head_start.HeadStart) -> None:
+        probe, index = probe_in_service(service, video, settings.limits)
+        model = ensure_model(settings)
+        video_ranges = VideoRanges(video, probe, index, model.path, pose_options(settings), overlay_style(settings))
+        ranges = plan_worker_ranges(len(index), settings.pose_workers)
+        begun.frames = len(index)
+        begun.identity.set_result(head_start.identity((uri, version), video_ranges, ranges))
+        workdir = Path(tempfile.mkdtemp(prefix="bodyscript-head-start-"))
+        atexit.register(shutil.rmtree, workdir, True)
+        paths = [workdir / f"frame_range-{r.index:03d}.parquet" for r in ranges]
+        results = video_ranges.run(ranges, paths, lambda done, _: setattr(begun, "frames_done", done), service)
+        if object_version(uri) != version:
+            raise BodyscriptError(f"{uri} changed while its pose was begun")
+        begun.results.set_result(results)
+
+    head_start.begin(work)
+
+
+def pose_options(settings: Settings) -> PoseOptions:
+    """How the deployment finds people (``BODYSCRIPT_NUM_POSES`` and the pose settings)."""
+    return PoseOptions(settings.num_poses, settings.pose_tiles or None, settings.pose_delegate, settings.track_max_gap)
+
+
+def overlay_style(settings: Settings) -> OverlayStyle:
+    """How the deployment draws the overlay; people are labelled where there can be several."""
+    return OverlayStyle(
+        settings.overlay_max_resolution,
+        settings.min_visibility,
+        label_people=settings.num_poses > 1,
+        blur_faces=settings.blur_faces,
+    )
 
 
 @contextmanager
@@ -132,6 +192,7 @@ def _finish_landmarks(
         run.people,
         len(run.segments),
         len(kept),
+        run.head_start,
     )
 
 

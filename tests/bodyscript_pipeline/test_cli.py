@@ -66,6 +66,9 @@ def test_process_json_on_portrait_60fps_clip(bodyscript_home: Settings, portrait
     assert runs[0].tags["dagster/partition"] == out["partition"]
     assert instance.has_dynamic_partition("videos", out["partition"])
     assert (bodyscript_home.dagster_home / "dagster.yaml").is_file()
+    pose = instance.get_latest_materialization_event(dg.AssetKey("landmarks"))
+    assert pose is not None and pose.asset_materialization is not None
+    assert pose.asset_materialization.metadata["pose_head_start"].value is True, "pose began while Dagster loaded"
 
 
 def test_progress_bar_on_a_terminal(bodyscript_home: Settings, portrait_clip: Path) -> None:

@@ -1,0 +1,94 @@
+"""Pose inference begun before its step, in the same process: a head start.
+
+``bodyscript process`` runs every step in its own process, after about 3.5 s of one core spent importing
+Dagster and the code location and opening the instance. A short clip's pose takes about as long, so the CLI
+begins the video's pose ranges in the pose service the moment it has the video, and the ``landmarks`` step,
+later in that same process, takes their results when they were made from exactly its own inputs (the source
+version, probe, frame index, model, options, overlay style and ranges: ``identity``). Anything else (another
+identity, a failure, no head start at all, as in every run the daemon launches) and the step runs its own
+ranges as always, so a head start can only save time, never change an output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bodyscript_pipeline.pose.ranges import FrameRange, RangeResult, VideoRanges
+
+WAIT_S = 0.5  # between progress reports while the step waits for a head start's ranges
+
+
+@dataclass
+class HeadStart:
+    """One video's pose begun ahead: its identity once the video is probed, then its ranges' results."""
+
+    identity: Future[str] = field(default_factory=Future)
+    results: Future[list[RangeResult]] = field(default_factory=Future)
+    frames_done: int = 0
+    frames: int = 0
+
+    def add(self, frames: int) -> None:
+        self.frames_done += frames
+
+
+_begun: list[HeadStart] = []
+_lock = threading.Lock()
+
+
+def identity(source: tuple[str, str], video: VideoRanges, ranges: list[FrameRange]) -> str:
+    """What a video's pose results depend on, as a digest: the source object and version (not the local path
+    it was read from), and everything else a range request carries."""
+    request = video.request(ranges[0], video.video) if ranges else {}
+    request.pop("video", None), request.pop("out", None), request.pop("frame_range", None)
+    described = {"source": list(source), **request, "ranges": [asdict(r) for r in ranges]}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def begin(work: Callable[[HeadStart], None]) -> HeadStart:
+    """Runs ``work`` in a background thread; it sets the head start's identity, then its results."""
+    head_start = HeadStart()
+    with _lock:
+        _begun.append(head_start)
+
+    def run() -> None:
+        try:
+            work(head_start)
+        except BaseException as exc:  # whatever went wrong, the step runs its own ranges
+            for future in (head_start.identity, head_start.results):
+                if not future.done():
+                    future.set_exception(exc)
+
+    threading.Thread(target=run, name="pose-head-start", daemon=True).start()
+    return head_start
+
+
+def any_begun() -> bool:
+    with _lock:
+        return bool(_begun)
+
+
+def take(key: str, progress: Callable[[int, int], None]) -> list[RangeResult] | None:
+    """The results of the head start of identity ``key``, waited for (reporting its progress); None where there
+    is none, or it failed."""
+    with _lock:
+        begun = list(_begun)
+    for head_start in begun:
+        if head_start.identity.exception() is not None or head_start.identity.result() != key:
+            continue
+        with _lock:
+            _begun.remove(head_start)
+        while True:
+            try:
+                return head_start.results.result(timeout=WAIT_S)
+            except TimeoutError:
+                progress(min(head_start.frames_done, head_start.frames), head_start.frames)
+            except Exception:
+                return None
+    return None

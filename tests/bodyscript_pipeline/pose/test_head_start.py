@@ -1,0 +1,102 @@
+"""Pose begun before its step (``bodyscript process``'s head start): the step takes the results only when they
+were made from exactly its own inputs, and they equal what the step makes itself."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from bodyscript_pipeline.errors import BodyscriptError
+from bodyscript_pipeline.lake.paths import VideoLake
+from bodyscript_pipeline.lake.sources import object_version, register_source
+from bodyscript_pipeline.pose import head_start
+from bodyscript_pipeline.pose.model import ensure_model
+from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.steps.frames import extract_frames
+from bodyscript_pipeline.steps.landmarks import LandmarksResult, begin_pose, estimate_landmarks, overlay_style
+from tests.support.video_factory import clip_of
+
+
+@pytest.fixture(autouse=True)
+def no_head_start_left() -> None:
+    """Each test begins with no head start of an earlier one in this process."""
+    head_start._begun.clear()
+
+
+def landmarks_of(settings: Settings, partition: str) -> pl.DataFrame:
+    return pl.read_parquet(VideoLake(settings.lake_uri, partition).table_part("landmarks").removeprefix("file://"))
+
+
+def step(settings: Settings, partition: str, clip: Path) -> LandmarksResult:
+    """What the pose step does for a new video: register it, its frames, then its landmarks."""
+    register_source(settings.lake_uri, partition, f"file://{clip}")
+    extract_frames(settings.lake_uri, partition)
+    return estimate_landmarks(
+        settings.lake_uri,
+        partition,
+        ensure_model(settings),
+        workers=settings.pose_workers,
+        overlay=overlay_style(settings),
+        service=settings.pose_service,
+    )
+
+
+def test_the_step_takes_its_head_start_and_gets_the_same_rows(
+    bodyscript_home: Settings, demo_video: Path, tmp_path: Path
+) -> None:
+    settings = bodyscript_home
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", 40, size=(640, 360))
+    uri = f"file://{clip}"
+    plain = step(settings, "plain", clip)
+    assert not plain.head_start, "no head start was begun: the step runs its own ranges"
+
+    begin_pose(settings, uri, object_version(uri))
+    early = step(settings, "early", clip)
+    assert early.head_start, "the step took the ranges begun for its source"
+    assert not head_start.any_begun(), "a head start is taken once"
+    assert landmarks_of(settings, "early").equals(landmarks_of(settings, "plain")), "the same rows, ids included"
+    assert early.overlay_segments_kept == plain.overlay_segments_kept == 1, "and the overlay segment"
+    assert (early.frames, early.detected_frames, early.people) == (plain.frames, plain.detected_frames, plain.people)
+
+
+def test_a_head_start_of_other_inputs_is_left(bodyscript_home: Settings, demo_video: Path, tmp_path: Path) -> None:
+    """Another video, or another version of the same one: the step runs its own ranges."""
+    settings = bodyscript_home
+    first = clip_of(demo_video, tmp_path / "first.mp4", 30, size=(640, 360))
+    second = clip_of(demo_video, tmp_path / "second.mp4", 30, size=(640, 360), crop_x=(0.1, 0.7))
+    begin_pose(settings, f"file://{first}", object_version(f"file://{first}"))
+    assert not step(settings, "second", second).head_start, "another source object"
+    assert head_start.any_begun(), "left for its own step"
+
+    head_start._begun.clear()
+    begin_pose(settings, f"file://{first}", "an older version")  # the version the caller saw is not the file's now
+    assert not step(settings, "first", first).head_start, "another source version"
+
+
+def test_a_head_start_that_fails_is_not_taken(bodyscript_home: Settings, tmp_path: Path) -> None:
+    """Not a video: the head start fails in its thread; nothing is raised there, and taking it gives nothing, so
+    the step runs (and reports the error) itself."""
+    broken = tmp_path / "notes.mp4"
+    broken.write_text("not a video\n")
+    uri = f"file://{broken}"
+    begun = head_start._begun
+    begin_pose(bodyscript_home, uri, object_version(uri))
+    (one,) = begun
+    with pytest.raises(BodyscriptError, match=r"notes\.mp4"):
+        one.identity.result(timeout=60)
+    started = time.monotonic()
+    assert head_start.take("any identity", lambda done, total: None) is None
+    assert time.monotonic() - started < 1
+
+
+def test_no_head_start_without_a_pose_service_or_for_s3(bodyscript_home: Settings, tmp_path: Path) -> None:
+    """Pods (no pose service) and S3 sources (not local) begin nothing."""
+    begin_pose(bodyscript_home, "s3://bucket/clip.mp4", "etag:x")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    begin_pose(replace(bodyscript_home, pose_service_idle_s=0), f"file://{clip}", "v1")
+    assert not head_start.any_begun()
