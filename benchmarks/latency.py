@@ -1,7 +1,7 @@
 """Short clips at the model's speed: the pipeline around the model against the bare model loop, in one run.
 
 Run by hand (not a test):
-    .venv/bin/python benchmarks/latency.py [--burst 20] [--long 60] [--skip long k8s]
+    .venv/bin/python benchmarks/latency.py [--repeat 3] [--burst 20] [--long 60] [--skip long k8s]
 
 Side by side, on this machine, in fresh processes and a fresh BODYSCRIPT_HOME:
   bare            PyAV decode + MediaPipe full loop, as one process: start-up, imports and model load included
@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -213,10 +213,21 @@ def k8s_pods(clip: Path, workdir: Path) -> dict[str, object]:
         os.environ.update(saved)
 
 
+def median(rows: Iterable[dict[str, float]]) -> dict[str, float]:
+    """The row of the median wall time (the lower middle one of an even count)."""
+    ordered = sorted(rows, key=lambda row: row["wall"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def walls(rows: Iterable[dict[str, float]]) -> str:
+    return ", ".join(f"{row['wall']:.1f} s" for row in rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", type=int, default=20, help="clips in the burst (a multiple of 4)")
     parser.add_argument("--long", type=float, default=60, help="seconds of the long clip")
+    parser.add_argument("--repeat", type=int, default=3, help="bare and process of the short clip, in turn")
     parser.add_argument("--drops", type=int, default=3, help="single drops, one after another (median shown)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("long", "drop", "burst", "k8s"))
     args = parser.parse_args()
@@ -229,14 +240,18 @@ def main() -> None:
         }
         short = clips["portrait60"]
         bare = {name: bare_process(clip) for name, clip in clips.items()}
-        b = bare["portrait60"]
-        print(f"-- one {SHORT_FRAMES}-frame portrait 60 fps clip")
+        # The short pair, bare then process, --repeat times in turn: this machine's speed drifts over minutes.
+        pairs = [(bare["portrait60"], cli_process(short, work / "home-process-0"))]
+        for k in range(1, args.repeat):
+            pairs.append((bare_process(short), cli_process(short, work / f"home-process-{k}")))
+        b = median(row for row, _ in pairs)
+        p = median(row for _, row in pairs)
+        bare["portrait60"] = b
+        print(f"-- one {SHORT_FRAMES}-frame portrait 60 fps clip ({len(pairs)} times each, in turn; the medians)")
         print(f"   bare process    {b['wall']:6.1f} s  (loop alone {b['loop']:.1f} s)  "
-              f"peak RSS {b['rss']:4.0f} MB")  # fmt: skip
-        p = cli_process(short, work / "home-process")
-        print(
-            f"   process         {p['wall']:6.1f} s  bare + {p['wall'] - b['wall']:.1f} s  peak RSS {p['rss']:4.0f} MB"
-        )
+              f"peak RSS {b['rss']:4.0f} MB  all: {walls(row for row, _ in pairs)}")  # fmt: skip
+        print(f"   process         {p['wall']:6.1f} s  bare + {p['wall'] - b['wall']:.1f} s  "
+              f"peak RSS {p['rss']:4.0f} MB  all: {walls(row for _, row in pairs)}")  # fmt: skip
         if "long" not in args.skip:
             long_clip = work / "long.mp4"
             frames = loop_clip(SHARED_CLIP, long_clip, args.long)

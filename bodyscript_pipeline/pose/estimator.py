@@ -151,6 +151,13 @@ class PoseEstimator:
         self.close()
 
 
+def preload() -> None:
+    """Import MediaPipe's Tasks API (about 0.8 s): a process that forks pose workers does it once, before forking,
+    so that no worker pays for it. No landmarker is made: MediaPipe's threads would not survive a fork."""
+    import mediapipe  # noqa: F401
+    from mediapipe.tasks.python import BaseOptions, vision  # noqa: F401
+
+
 def _create(model_path: Path, num_poses: int, min_confidence: float, delegate: str) -> Any:
     from mediapipe.tasks.python import BaseOptions, vision
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -33,6 +35,8 @@ class HeadStart:
     results: Future[list[RangeResult]] = field(default_factory=Future)
     frames_done: int = 0
     frames: int = 0
+    workdir: Path | None = None  # where its ranges' files are written, removed by ``end``
+    taken: bool = False
 
     def add(self, frames: int) -> None:
         self.frames_done += frames
@@ -70,20 +74,20 @@ def begin(work: Callable[[HeadStart], None]) -> HeadStart:
 
 
 def any_begun() -> bool:
+    """Whether a head start waits to be taken in this process."""
     with _lock:
-        return bool(_begun)
+        return any(not head_start.taken for head_start in _begun)
 
 
 def take(key: str, progress: Callable[[int, int], None]) -> list[RangeResult] | None:
     """The results of the head start of identity ``key``, waited for (reporting its progress); None where there
     is none, or it failed."""
     with _lock:
-        begun = list(_begun)
+        begun = [head_start for head_start in _begun if not head_start.taken]
     for head_start in begun:
         if head_start.identity.exception() is not None or head_start.identity.result() != key:
             continue
-        with _lock:
-            _begun.remove(head_start)
+        head_start.taken = True
         while True:
             try:
                 return head_start.results.result(timeout=WAIT_S)
@@ -92,3 +96,14 @@ def take(key: str, progress: Callable[[int, int], None]) -> list[RangeResult] | 
             except Exception:
                 return None
     return None
+
+
+def end() -> None:
+    """Forgets every head start of this process and removes their files (a taken one's were read and removed by
+    its step; only the folder is left)."""
+    with _lock:
+        begun = list(_begun)
+        _begun.clear()
+    for head_start in begun:
+        if head_start.workdir is not None:
+            shutil.rmtree(head_start.workdir, ignore_errors=True)

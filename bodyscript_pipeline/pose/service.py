@@ -128,7 +128,9 @@ def _serve_range(conn: socket.socket) -> None:
 def serve(path: Path, idle_s: float) -> None:
     # Import everything a range needs once, before any fork: this is the start-up the service saves.
     from bodyscript_pipeline.pose import ranges as pose_ranges  # noqa: F401
+    from bodyscript_pipeline.pose.estimator import preload
 
+    preload()
     fork_server.serve(path, idle_s, _serve_range)
 
 

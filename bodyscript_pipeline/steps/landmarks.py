@@ -3,7 +3,6 @@ order with tracked person ids; under Kubernetes, one range per step and a merge.
 
 from __future__ import annotations
 
-import atexit
 import json
 import shutil
 import tempfile
@@ -122,8 +121,7 @@ def begin_pose(settings: Settings, uri: str, version: str) -> None:
         ranges = plan_worker_ranges(len(index), settings.pose_workers)
         begun.frames = len(index)
         begun.identity.set_result(head_start.identity((uri, version), video_ranges, ranges))
-        workdir = Path(tempfile.mkdtemp(prefix="bodyscript-head-start-"))
-        atexit.register(shutil.rmtree, workdir, True)
+        workdir = begun.workdir = Path(tempfile.mkdtemp(prefix="bodyscript-head-start-"))
         paths = [workdir / f"frame_range-{r.index:03d}.parquet" for r in ranges]
         results = video_ranges.run(ranges, paths, lambda done, _: setattr(begun, "frames_done", done), service)
         if object_version(uri) != version:

@@ -61,6 +61,10 @@ def test_the_step_takes_its_head_start_and_gets_the_same_rows(
     assert landmarks_of(settings, "early").equals(landmarks_of(settings, "plain")), "the same rows, ids included"
     assert early.overlay_segments_kept == plain.overlay_segments_kept == 1, "and the overlay segment"
     assert (early.frames, early.detected_frames, early.people) == (plain.frames, plain.detected_frames, plain.people)
+    (taken,) = head_start._begun
+    assert taken.workdir is not None and taken.workdir.is_dir()
+    head_start.end()  # what `bodyscript process` does before it exits
+    assert not taken.workdir.exists() and not head_start._begun
 
 
 def test_a_head_start_of_other_inputs_is_left(bodyscript_home: Settings, demo_video: Path, tmp_path: Path) -> None:
