@@ -28,6 +28,13 @@ from bodyscript_pipeline.video.limits import Limits
 
 EXECUTORS = ("in_process", "multiprocess", "k8s")
 METRICS_LANDMARKS = ("cleaned", "raw")
+# Run priorities, Dagster's ``dagster/priority`` run tag (the run queue starts the highest first): a drop's run has
+# the priority of its top-level drop folder's tier (BODYSCRIPT_PRIORITY_TIERS, else ``DEFAULT_TIER``), and
+# reprocessing runs have one below every tier.
+TIER_PRIORITIES: Mapping[str, int] = {"premium": 10, "standard": 0, "batch": -10}
+DEFAULT_TIER = "standard"
+REPROCESS_PRIORITY = -20
+PriorityTiers = tuple[tuple[str, str], ...]  # (top-level drop folder, tier), in the order given
 Scope = Literal["deployment", "run"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 Kind = Literal["text", "path", "uri", "number", "integer", "flag", "choice"]
@@ -304,6 +311,32 @@ def _step_records(env: Mapping[str, str], setting: Setting, values: Values) -> s
                 f"{name}={uri!r} and {_env_of(attr)}={values[attr]!r}: neither may lie inside the other"
             )
     return uri
+
+
+_TIERS_ACCEPTS = (
+    "comma-separated `<folder>/=<tier>` pairs, a top-level drop folder and one of "
+    f"{', '.join(f'`{tier}`' for tier in TIER_PRIORITIES)} (e.g. `vip/=premium,bulk/=batch`)"
+)
+
+
+def _priority_tiers(env: Mapping[str, str], setting: Setting, values: Values) -> PriorityTiers:
+    """``vip/=premium,bulk/=batch``: each named top-level drop folder's tier; unnamed folders are standard."""
+    raw = _raw(env, setting.env)
+    if raw is None:
+        return setting.default_for(values)
+    tiers: dict[str, str] = {}
+    for entry in raw.split(","):
+        folder, sign, tier = (part.strip() for part in entry.partition("="))
+        tier = tier.lower()
+        name = folder.removesuffix("/")
+        if not sign or not folder.endswith("/") or not name or "/" in name:
+            raise BodyscriptError(f"{setting.env}={raw!r}: {entry.strip()!r} is not a pair; use {_TIERS_ACCEPTS}")
+        if tier not in TIER_PRIORITIES:
+            raise BodyscriptError(f"{setting.env}={raw!r}: {tier!r} is no tier; use {_TIERS_ACCEPTS}")
+        if name in tiers:
+            raise BodyscriptError(f"{setting.env}={raw!r}: {folder} is given twice; use {_TIERS_ACCEPTS}")
+        tiers[name] = tier
+    return tuple(tiers.items())
 
 
 def _env_of(attr: str) -> str:
@@ -723,6 +756,19 @@ SETTINGS: tuple[Setting, ...] = (
         note="off",
     ),
     Setting(
+        "BODYSCRIPT_PRIORITY_TIERS",
+        "priority_tiers",
+        "deployment",
+        "the run-queue tier of each top-level drop folder's videos: `premium` runs start before `standard` ones, "
+        "`batch` runs after them, and reprocessing runs after every tier (`dagster/priority` "
+        f"{', '.join(str(priority) for priority in TIER_PRIORITIES.values())}, reprocessing {REPROCESS_PRIORITY}; "
+        "tag `bodyscript/tier`)",
+        (),
+        read=_priority_tiers,
+        accepts=_TIERS_ACCEPTS,
+        shown=f"none: every folder `{DEFAULT_TIER}`",
+    ),
+    Setting(
         "BODYSCRIPT_RETENTION_DAYS",
         "retention_days",
         "deployment",
@@ -756,6 +802,16 @@ SETTINGS: tuple[Setting, ...] = (
         90.0,
         "number",
         1.0,
+    ),
+    Setting(
+        "BODYSCRIPT_RETENTION_PARTITION_BATCH",
+        "retention_partition_batch",
+        "deployment",
+        "most video partitions one `retention` run removes from the `videos` partition set (videos processed and "
+        "untouched for `BODYSCRIPT_RETENTION_DAYS`; their lineage stays in the lake); the rest go in the next runs",
+        5000,
+        "integer",
+        1,
     ),
     Setting(
         "BODYSCRIPT_REPROCESS",
@@ -867,6 +923,8 @@ class Settings:
     retention_mode: str
     retention_dry_run: bool
     run_retention_days: float
+    retention_partition_batch: int
+    priority_tiers: PriorityTiers  # (top-level drop folder, tier); folders not named are DEFAULT_TIER
     reprocess: bool
     reprocess_max_runs: int
     reprocess_interval_s: int

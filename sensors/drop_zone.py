@@ -7,12 +7,14 @@ import dagster as dg
 from assets import process_video_job, source_video, videos_partitions
 from assets.partitions import SOURCE_URI_TAG, SOURCE_VERSION_TAG
 from bodyscript_pipeline.drop_zone.listing import lister_for
-from bodyscript_pipeline.drop_zone.scan import ScanState, scan_settling
+from bodyscript_pipeline.drop_zone.scan import resume, scan_settling
 from bodyscript_pipeline.lake.partition_keys import partition_key_for
 from bodyscript_pipeline.lake.sources import register_source
 from bodyscript_pipeline.pose import service as pose_service
 from bodyscript_pipeline.settings import Settings
 from resources import PipelineResource
+from sensors.drop_memory import KeyValueScanMemory
+from sensors.priority import drop_run_tags
 
 DROP_ZONE_SENSOR = "drop_zone_sensor"
 
@@ -34,14 +36,16 @@ def build_drop_zone_sensor(settings: Settings) -> dg.SensorDefinition:
     def drop_zone_sensor(
         context: dg.SensorEvaluationContext, pipeline: dg.ResourceParam[PipelineResource]
     ) -> dg.SensorResult:
-        """A local drop folder is made while the cursor knows no video (first start: ``$BODYSCRIPT_HOME/drop``
-        need not exist); once it knows some, a missing folder or bucket fails the tick, which keeps the cursor,
-        so an unmounted disk neither forgets its videos nor runs them again when it is back."""
+        """A local drop folder is made until the sensor first takes a video (first start: ``$BODYSCRIPT_HOME/drop``
+        need not exist); after that, a missing folder or bucket fails the tick, which keeps the cursor, so an
+        unmounted disk neither forgets its videos nor runs them again when it is back. What the sensor knows of
+        each object is in the instance's key-value store (sensors/drop_memory.py), the cursor a small position."""
         drop_uri = pipeline.settings.drop_uri
         client = pipeline.s3_client() if drop_uri.startswith("s3://") else None
-        state = ScanState.decode(context.cursor)
+        memory = KeyValueScanMemory(context.instance.run_storage)
+        state = resume(context.cursor, memory)
         lister = lister_for(
-            drop_uri, s3_client=client, page_size=settings.scan_page_size, create_local_root=not state.known
+            drop_uri, s3_client=client, page_size=settings.scan_page_size, create_local_root=not state.taken_any
         )
         result = scan_settling(
             lister,
@@ -51,6 +55,7 @@ def build_drop_zone_sensor(settings: Settings) -> dg.SensorDefinition:
             settle_seconds=settings.settle_s,
             quota_per_hour=settings.quota_per_hour,
             global_quota_per_hour=settings.quota_global_per_hour,
+            memory=memory,
         )
         context.log.info(result.describe())
         service = pipeline.pose_service
@@ -68,7 +73,11 @@ def build_drop_zone_sensor(settings: Settings) -> dg.SensorDefinition:
                 dg.RunRequest(
                     run_key=run_key_for(key, found.version),
                     partition_key=key,
-                    tags={SOURCE_URI_TAG: found.obj.uri, SOURCE_VERSION_TAG: found.version},
+                    tags={
+                        SOURCE_URI_TAG: found.obj.uri,
+                        SOURCE_VERSION_TAG: found.version,
+                        **drop_run_tags(found.obj.key, settings.priority_tiers),
+                    },
                 )
             )
             events.append(

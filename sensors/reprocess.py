@@ -19,14 +19,13 @@ import dagster as dg
 
 from assets import process_video_job, videos_partitions
 from assets.runs import ACTIVE, partition_runs
-from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.settings import REPROCESS_PRIORITY, Settings
 from bodyscript_pipeline.steps.staleness import stale_partitions
 from bodyscript_pipeline.steps.versions import VIDEO_ASSETS, asset_version, downstream
+from sensors.priority import PRIORITY_TAG  # every drop's tier goes before reprocessing (REPROCESS_PRIORITY)
 
 REPROCESS_SENSOR = "reprocess_sensor"
 REPROCESS_TAG = "bodyscript/reprocess"  # its value: why the run reprocesses, in one line
-PRIORITY_TAG = "dagster/priority"
-REPROCESS_PRIORITY = "-1"  # fresh drops (priority 0) go first in the queue
 SENSOR_NAME_TAG = "dagster/sensor_name"  # the daemon tags each run a sensor requests with the sensor's name
 RUN_KEY_TAG = "dagster/run_key"  # ... and with its run key
 NOTHING_STALE = "nothing stale"
@@ -99,7 +98,7 @@ def reprocess_requests(
                 run_key=run_key,
                 partition_key=partition,
                 asset_selection=[dg.AssetKey(asset) for asset in assets],
-                tags={REPROCESS_TAG: reasons_line(reasons), PRIORITY_TAG: REPROCESS_PRIORITY},
+                tags={REPROCESS_TAG: reasons_line(reasons), PRIORITY_TAG: str(REPROCESS_PRIORITY)},
             )
         )
     if not requests:

@@ -1,11 +1,13 @@
-"""Retention: a daily schedule that ages out derived artifacts and old run records, and a sensor that
-removes the partitions of source videos deleted from the drop zone. Each has a dry-run mode.
+"""Retention: a daily schedule that ages out derived artifacts, the partitions of videos past retention (their
+lineage stays in the lake) and old run records, and a sensor that removes the partitions of source videos deleted
+from the drop zone. Each has a dry-run mode.
 
 The UI has no authentication, so what retention removes is the deployment's to say: a run's config may only
 make it keep more (a longer age, a dry run), and the mode is never run config."""
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,11 +15,15 @@ import dagster as dg
 from pydantic import Field
 
 from assets import videos_partitions
+from assets.partitions import PARTITION_TAG
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.lake.sources import load_source
 from bodyscript_pipeline.retention.artifacts import apply_retention
+from bodyscript_pipeline.retention.partitions import last_written, past_retention
 from bodyscript_pipeline.settings import Settings
 from resources import PipelineResource
+from sensors.partition_removal import delete_partitions
+from sensors.reprocess import IN_FLIGHT
 
 RETENTION_JOB = "retention"
 RETENTION_SCHEDULE = "retention_schedule"
@@ -29,7 +35,9 @@ CLEANUP_MAX_VANISHED_SHARE = 0.10
 CLEANUP_MAX_VANISHED = 5
 FINISHED = [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 ARTIFACTS_OP = "remove_aged_artifacts"
+PARTITIONS_OP = "remove_aged_partitions"
 RUNS_OP = "purge_old_runs"
+PARTITIONS_SHOWN = 20  # removed partition keys named in the step's metadata and log
 
 
 ARTIFACT_COLUMNS = dg.TableSchema(
@@ -92,12 +100,15 @@ def _run_policy(settings: Settings, config: RunRetentionConfig) -> tuple[float, 
     return days, _dry_run(RUNS_OP, config.dry_run, settings)
 
 
+def _op_config(run_config: Mapping[str, Any], op: str) -> dict[str, Any]:
+    return ((run_config.get("ops") or {}).get(op) or {}).get("config") or {}
+
+
 def _check_run_config(settings: Settings, run_config: Mapping[str, Any]) -> None:
-    """Both steps' config, checked by each step before it acts, so a refused one fails the run before anything
-    is removed."""
-    ops = run_config.get("ops") or {}
-    _artifact_policy(settings, ArtifactRetentionConfig(**((ops.get(ARTIFACTS_OP) or {}).get("config") or {})))
-    _run_policy(settings, RunRetentionConfig(**((ops.get(RUNS_OP) or {}).get("config") or {})))
+    """Both configured steps' config, checked by each step before it acts, so a refused one fails the run before
+    anything is removed."""
+    _artifact_policy(settings, ArtifactRetentionConfig(**_op_config(run_config, ARTIFACTS_OP)))
+    _run_policy(settings, RunRetentionConfig(**_op_config(run_config, RUNS_OP)))
 
 
 def _artifacts_op(settings: Settings) -> dg.OpDefinition:
@@ -136,6 +147,91 @@ def _artifacts_op(settings: Settings) -> dg.OpDefinition:
     return remove_aged_artifacts
 
 
+@dataclass(frozen=True)
+class PartitionRemoval:
+    """What one retention run did to the ``videos`` partition set (or would do, in a dry run)."""
+
+    before: int  # partitions in the set before
+    past_retention: int  # of them, videos past retention
+    in_flight: int  # of those, with a run queued or running: kept this time
+    removed: list[str]  # at most the batch size, in key order
+    left: int  # past retention and not removed: for the next runs
+    method: str  # how they were deleted (sensors/partition_removal.py)
+
+
+def remove_partitions_past_retention(
+    instance: dg.DagsterInstance, lake_uri: str, older_than_days: float, dry_run: bool, batch: int
+) -> PartitionRemoval:
+    """Remove at most ``batch`` partitions of videos past retention from ``videos``; a video with a run queued or
+    running stays (its run would find no partition)."""
+    registered = instance.get_dynamic_partitions(videos_partitions.name)
+    aged = past_retention(last_written(lake_uri), registered, older_than_days)
+    busy = _partitions_in_flight(instance)
+    candidates = [key for key in aged if key not in busy]
+    removed = candidates[:batch]
+    method = "none (dry run)" if dry_run else delete_partitions(instance, videos_partitions.name, removed)
+    return PartitionRemoval(
+        before=len(registered),
+        past_retention=len(aged),
+        in_flight=len(aged) - len(candidates),
+        removed=removed,
+        left=len(candidates) - len(removed),
+        method=method,
+    )
+
+
+def _partitions_in_flight(instance: dg.DagsterInstance) -> set[str]:
+    """The partitions of the runs not started, queued or running (one query, whatever the number of partitions)."""
+    records = instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT))
+    return {r.dagster_run.tags[PARTITION_TAG] for r in records if PARTITION_TAG in r.dagster_run.tags}
+
+
+def _partitions_op(settings: Settings) -> dg.OpDefinition:
+    batch = settings.retention_partition_batch
+
+    @dg.op(
+        name=PARTITIONS_OP,
+        ins={"after_artifacts": dg.In(dg.Nothing)},
+        out=dg.Out(dg.Nothing),
+        description="Remove the partitions of videos past retention from the videos partition set (their lineage "
+        "stays in the lake), at most BODYSCRIPT_RETENTION_PARTITION_BATCH per run.",
+    )
+    def remove_aged_partitions_op(
+        context: dg.OpExecutionContext, pipeline: dg.ResourceParam[PipelineResource]
+    ) -> dg.Output:
+        """Past retention as the artifacts step's config says (its age and dry run), after it removed them."""
+        _check_run_config(settings, context.run_config)
+        config = ArtifactRetentionConfig(**_op_config(context.run_config, ARTIFACTS_OP))
+        older_than_days, dry_run = _artifact_policy(settings, config)
+        done = remove_partitions_past_retention(
+            context.instance, pipeline.settings.lake_uri, older_than_days, dry_run, batch
+        )
+        shown = ", ".join(done.removed[:PARTITIONS_SHOWN]) + (" ..." if len(done.removed) > PARTITIONS_SHOWN else "")
+        context.log.info(
+            f"{'would remove' if dry_run else 'removed'} {len(done.removed)} of {done.past_retention} partition(s) "
+            f"past retention ({done.in_flight} with a run in flight kept, {done.left} left for the next runs; "
+            f"{done.method})" + (f": {shown}" if shown else "")
+        )
+        return dg.Output(
+            None,
+            metadata={
+                "dry_run": dry_run,
+                "older_than_days": older_than_days,
+                "batch_size": batch,
+                "partitions_before": done.before,
+                "past_retention": done.past_retention,
+                "in_flight": done.in_flight,
+                "partitions_removed": len(done.removed),
+                "left_for_next_runs": done.left,
+                "partitions_after": done.before - (0 if dry_run else len(done.removed)),
+                "method": done.method,
+                "removed": dg.MetadataValue.text(shown),
+            },
+        )
+
+    return remove_aged_partitions_op
+
+
 def _runs_op(settings: Settings) -> dg.OpDefinition:
     @dg.op(name=RUNS_OP, out=dg.Out(dg.Nothing), description="Purge finished run records older than N days.")
     def purge_old_runs(context: dg.OpExecutionContext, config: RunRetentionConfig) -> dg.Output:
@@ -155,11 +251,13 @@ def _runs_op(settings: Settings) -> dg.OpDefinition:
 
 def build_retention(settings: Settings) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
     remove_aged_artifacts, purge_old_runs = _artifacts_op(settings), _runs_op(settings)
+    remove_aged_partitions = _partitions_op(settings)
 
     @dg.job(
         name=RETENTION_JOB,
-        description=f"Age out derived artifacts (never source videos; mode: {settings.retention_mode}) and purge old "
-        "run records. Run config may only make a run keep more than the deployment's settings.",
+        description=f"Age out derived artifacts (never source videos; mode: {settings.retention_mode}), remove the "
+        "partitions of videos past retention (their lineage stays) and purge old run records. Run config may only "
+        "make a run keep more than the deployment's settings.",
         config=dg.RunConfig(
             ops={
                 ARTIFACTS_OP: ArtifactRetentionConfig(
@@ -172,7 +270,7 @@ def build_retention(settings: Settings) -> tuple[dg.JobDefinition, dg.ScheduleDe
         ),
     )
     def retention_job() -> None:
-        remove_aged_artifacts()
+        remove_aged_partitions(remove_aged_artifacts())
         purge_old_runs()
 
     schedule = dg.ScheduleDefinition(

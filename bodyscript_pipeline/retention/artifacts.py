@@ -55,7 +55,8 @@ class RetentionReport:
         return sum(a.bytes for a in self.artifacts)
 
 
-def _mtime(info: dict) -> float:
+def modified_at(info: dict) -> float:
+    """When a listed file was last written (local mtime, S3 LastModified)."""
     value = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
     if isinstance(value, datetime):
         return value.timestamp()
@@ -77,7 +78,7 @@ def aged_artifacts(lake_uri: str, older_than_days: float, now: float | None = No
             files = fs.find(folder, detail=True)
             if not files:
                 continue
-            newest = max(_mtime(info) for info in files.values())
+            newest = max(modified_at(info) for info in files.values())
             age_days = (now - newest) / 86400
             if age_days > older_than_days:
                 yield AgedArtifact(

@@ -55,6 +55,9 @@ def test_dry_run_spellings_that_mean_no(tmp_path: Path, value: str) -> None:
         ("BODYSCRIPT_MODEL_SHA256", "abc", "64 hex digits"),
         ("BODYSCRIPT_LAKE_URI", "http://example.com/lake", "s3://bucket/prefix"),
         ("BODYSCRIPT_DROP_URI", "s3://", "s3://bucket/prefix"),
+        ("BODYSCRIPT_RETENTION_PARTITION_BATCH", "0", "at least 1"),
+        ("BODYSCRIPT_PRIORITY_TIERS", "vip/=gold", "`<folder>/=<tier>` pairs"),
+        ("BODYSCRIPT_PRIORITY_TIERS", "vip=premium", "`premium`, `standard`, `batch`"),
     ],
 )
 def test_invalid_values_stop_with_one_line_naming_the_variable(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -18,10 +20,21 @@ import pytest
 
 from assets import videos_partitions
 from bodyscript_pipeline.drop_zone.listing import lister_for
-from bodyscript_pipeline.drop_zone.scan import RELIST_SECONDS, ScanState, scan, scan_settling
+from bodyscript_pipeline.drop_zone.memory import DictScanMemory
+from bodyscript_pipeline.drop_zone.scan import (
+    RELIST_SECONDS,
+    Entry,
+    ScanState,
+    Young,
+    object_digest,
+    resume,
+    scan,
+    scan_settling,
+)
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake.sources import object_version
 from bodyscript_pipeline.settings import Settings
+from tests.support.drop_memory import known_to
 from tests.support.s3_server import S3Server
 from tests.support.sensor_harness import DROP_BUCKET, SensorHarness, harness_for
 
@@ -142,7 +155,7 @@ def test_missing_local_drop_folder_fails_the_tick_and_keeps_the_cursor(
 
     (tmp_path / "away").rename(local_drop)
     assert local_harness.tick().run_requests == [], "back again: nothing runs twice"
-    assert len(ScanState.decode(local_harness.cursor).known) == 2
+    assert known_to(local_harness, "a.mp4", "team/b.mp4") == {"a.mp4", "team/b.mp4"}
 
 
 def test_local_drop_root_that_is_a_file_fails_the_tick(local_harness: SensorHarness, local_drop: Path) -> None:
@@ -197,9 +210,9 @@ def check_deleted_cursor_object(harness: SensorHarness) -> None:
         seen |= {r.partition_key for r in harness.tick().run_requests}
     assert len(seen) == 6, "a, b, bb, c, d, e each ran once"
     assert len(harness.run_keys) == len(set(harness.run_keys)) == 6
-    state = ScanState.decode(harness.cursor)
-    assert state.passes == 2, "pass 1 still saw b.mp4; pass 2 did not"
-    assert len(state.known) == 5, "the deleted object is forgotten after a full pass without it"
+    assert ScanState.decode(harness.cursor).passes == 2, "pass 1 still saw b.mp4; pass 2 did not"
+    names = ("a.mp4", "b.mp4", "bb.mp4", "c.mp4", "d.mp4", "e.mp4")
+    assert known_to(harness, *names) == set(names) - {"b.mp4"}, "forgotten after a full pass without it"
 
 
 def test_burst_is_taken_a_bounded_number_per_tick(
@@ -213,21 +226,59 @@ def test_burst_is_taken_a_bounded_number_per_tick(
         assert len(set(harness.run_keys)) == 100
 
 
-def test_cursor_round_trips(tmp_path: Path) -> None:
-    state = ScanState(after="x/y.mp4", passes=3, known={b"abcdef": b"1234"}, seen={b"abcdef"})
-    again = ScanState.decode(state.encode())
-    assert (again.after, again.passes, again.known, again.seen) == (state.after, 3, state.known, state.seen)
-    assert ScanState.decode(None).known == {}
+def test_cursor_round_trips() -> None:
+    state = ScanState(
+        after="x/y.mp4",
+        passes=3,
+        taken_any=True,
+        taken={b"prefix": [1764550000.0, 1764550100.0]},
+        young={b"abcdef": Young(b"1234", 1764550000.25, 3)},
+        pending={b"ghijkl": Entry(b"5678", 2)},
+    )
+    assert ScanState.decode(state.encode()) == state
+    assert ScanState.decode(None) == ScanState()
 
 
-def test_version_1_cursor_is_read_without_its_content_digests() -> None:
-    """Upgrading keeps what the sensor knew: nothing already taken runs again."""
+def test_version_1_cursor_moves_its_digests_to_the_memory() -> None:
+    """Upgrading keeps what the sensor knew: nothing already taken runs again. The digests seen during the
+    current pass are of this pass; the others were listed in the last completed one."""
     known = base64.b64encode(zlib.compress(b"abcdef" + b"1234" + b"5678" + b"ghijkl" + b"9abc" + b"defg"))
     seen = base64.b64encode(zlib.compress(b"abcdef"))
     old = {"v": 1, "after": "k.mp4", "passes": 2, "known": known.decode(), "seen": seen.decode()}
-    state = ScanState.decode(json.dumps(old))
-    assert state.known == {b"abcdef": b"1234", b"ghijkl": b"9abc"}
-    assert (state.after, state.passes, state.seen) == ("k.mp4", 2, {b"abcdef"})
+    memory = DictScanMemory()
+    state = resume(json.dumps(old), memory)
+    assert (state.after, state.passes, state.taken_any) == ("k.mp4", 2, True)
+    assert {k: v for k, v in memory.values.items() if k != "scan"} == {
+        b"abcdef".hex(): Entry(b"1234", 2).dump(),
+        b"ghijkl".hex(): Entry(b"9abc", 1).dump(),
+    }
+    assert json.loads(state.encode())["v"] == 3
+
+
+def version_2_cursor(harness: SensorHarness, keys: list[str], *, passes: int, after: str = "") -> str:
+    """The cursor the sensor wrote before its memory moved out of it: every known object's digests in it."""
+    known = b""
+    for key in sorted(keys):
+        etag = harness.client.head_object(Bucket=DROP_BUCKET, Key=f"incoming/{key}")["ETag"].strip('"')
+        known += object_digest(key) + hashlib.blake2b(f"etag:{etag}".encode(), digest_size=4).digest()
+    seen = b"".join(sorted(object_digest(key) for key in keys))
+    packed = {name: base64.b64encode(zlib.compress(raw)).decode() for name, raw in (("known", known), ("seen", seen))}
+    return json.dumps({"v": 2, "after": after, "passes": passes, **packed, "taken": {}, "young": {}})
+
+
+def test_version_2_cursor_is_moved_once_and_nothing_runs_twice(harness: SensorHarness) -> None:
+    names = ["a.mp4", "b.mp4", "team/c.mp4"]
+    for name in names:
+        harness.put(name, name.encode())
+    harness.cursor = version_2_cursor(harness, names, passes=4)
+    harness.put("new.mp4", b"dropped after the upgrade")
+    (request,) = harness.tick().run_requests
+    assert request.tags["bodyscript/source_uri"].endswith("/new.mp4")
+    assert json.loads(harness.cursor)["v"] == 3 and "known" not in json.loads(harness.cursor)
+    assert known_to(harness, *names) == set(names)
+    for _ in range(3):  # past two more passes: the moved entries are listed again and stay current
+        assert harness.tick().run_requests == []
+    assert ScanState.decode(harness.cursor).passes == 4 + 4
 
 
 def test_per_prefix_hourly_quota(bodyscript_home: Settings, s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -243,7 +294,7 @@ def test_per_prefix_hourly_quota(bodyscript_home: Settings, s3: S3Server, monkey
         assert harness.tick().run_requests == [], "team-a's other 4 wait for the hour to pass"
         state = ScanState.decode(harness.cursor)
         hour_ago = {prefix: [t - 3601 for t in times] for prefix, times in state.taken.items()}
-        harness.cursor = ScanState(state.after, state.passes, state.known, state.seen, hour_ago).encode()
+        harness.cursor = dataclasses.replace(state, taken=hour_ago).encode()
         later = harness.tick()
         assert sorted(r.partition_key.split("-")[1] for r in later.run_requests) == ["a"] * 4
         assert len(set(harness.run_keys)) == 17
@@ -273,9 +324,12 @@ def test_local_file_is_taken_once_two_listings_agree(tmp_path: Path) -> None:
     clip = drop / "clip.mp4"
     clip.write_bytes(b"first part")
     now = time.time()
+    memory = DictScanMemory()
 
     def tick(state: ScanState, at: float) -> tuple[ScanState, int, int]:
-        result = scan(lister, ScanState.decode(state.encode()), max_pages=5, max_new=5, settle_seconds=60, now=at)
+        result = scan(
+            lister, resume(state.encode(), memory), max_pages=5, max_new=5, settle_seconds=60, now=at, memory=memory
+        )
         return result.state, len(result.new), result.settling
 
     state, new, settling = tick(ScanState(), now)
@@ -319,15 +373,31 @@ def test_a_tick_relists_a_settling_copy_within_itself(tmp_path: Path) -> None:
         growing.write_bytes(b"first part, second part")  # the copy still runs while the tick waits
         os.utime(growing, (clock[0], clock[0]))
 
+    memory = DictScanMemory()
     result = scan_settling(
-        lister, ScanState(), max_pages=5, max_new=5, settle_seconds=60, clock=lambda: clock[0], sleep=copy_goes_on
+        lister,
+        ScanState(),
+        max_pages=5,
+        max_new=5,
+        settle_seconds=60,
+        memory=memory,
+        clock=lambda: clock[0],
+        sleep=copy_goes_on,
     )
     assert waits == [RELIST_SECONDS], "one relisting, a second later"
     assert [found.obj.key for found in result.new] == ["done.mp4"]
     assert result.settling == 1, "the growing copy waits for a later tick"
 
+    state = resume(result.state.encode(), memory)
     idle = scan_settling(
-        lister, result.state, max_pages=5, max_new=5, settle_seconds=2, clock=lambda: clock[0] + 5, sleep=waits.append
+        lister,
+        state,
+        max_pages=5,
+        max_new=5,
+        settle_seconds=2,
+        memory=memory,
+        clock=lambda: clock[0] + 5,
+        sleep=waits.append,
     )
     assert [found.obj.key for found in idle.new] == ["growing.mp4"]
     assert waits == [RELIST_SECONDS], "nothing settling: no relisting, no wait"

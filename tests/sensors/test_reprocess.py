@@ -20,7 +20,7 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from assets import videos_partitions
 from bodyscript_pipeline.definitions import build_definitions
 from bodyscript_pipeline.lake.partition_keys import partition_key_for
-from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.settings import REPROCESS_PRIORITY, Settings
 from bodyscript_pipeline.steps.versions import VIDEO_ASSETS
 from sensors.reprocess import (
     PRIORITY_TAG,
@@ -122,7 +122,7 @@ def test_requests_at_most_the_budget_sorted_with_exactly_the_affected_assets(
     assert [k.to_user_string() for k in second.asset_selection] == ["overlays", "metrics", "exports"]
     settings = settings_with(BODYSCRIPT_REPROCESS_MAX_RUNS="2")
     assert first.run_key == f"reprocess:a:{target_digest(['clean_landmarks', 'metrics', 'exports'], settings)}"
-    assert first.tags == {REPROCESS_TAG: f"clean_landmarks: {CUTOFF}", PRIORITY_TAG: "-1"}
+    assert first.tags == {REPROCESS_TAG: f"clean_landmarks: {CUTOFF}", PRIORITY_TAG: str(REPROCESS_PRIORITY)}
     assert second.tags[REPROCESS_TAG] == "overlays: code version 1 -> 2; metrics: code version 1 -> 2"
     assert result.skip_reason is None
 
@@ -280,7 +280,7 @@ def test_daemon_reprocesses_a_settings_change_one_run_at_a_time(
         for run in runs:
             assert run.status == dg.DagsterRunStatus.SUCCESS, run.run_id
             assert run.tags[REPROCESS_TAG] == f"clean_landmarks: {CUTOFF}"
-            assert run.tags[PRIORITY_TAG] == "-1"
+            assert run.tags[PRIORITY_TAG] == str(REPROCESS_PRIORITY)
             assert run.tags[SENSOR_NAME_TAG] == REPROCESS_SENSOR
             assert {k.to_user_string() for k in run.asset_selection or ()} == {"clean_landmarks", "metrics", "exports"}
         records = sorted((instance.get_run_record_by_id(r.run_id) for r in runs), key=lambda r: r.create_timestamp)

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from bodyscript_pipeline.drop_zone.listing import lister_for
-from bodyscript_pipeline.drop_zone.scan import HOUR, ScanResult, ScanState, scan
+from bodyscript_pipeline.drop_zone.memory import DictScanMemory
+from bodyscript_pipeline.drop_zone.scan import HOUR, ScanResult, ScanState, resume, scan
 from bodyscript_pipeline.lake.sources import object_version
 
 PROMPT_S = 10.0
@@ -105,11 +106,11 @@ def test_global_hourly_quota_caps_many_folders(tmp_path: Path) -> None:
     for i in range(30):
         make_video(drop / f"folder-{i:02d}" / "clip.mp4", f"clip {i}".encode())
     now = time.time()
+    memory = DictScanMemory()
 
     def tick(state: ScanState, at: float) -> ScanResult:
-        return scan_within(
-            PROMPT_S, drop, ScanState.decode(state.encode()), now=at, quota_per_hour=10, global_quota_per_hour=5
-        )
+        state = resume(state.encode(), memory)
+        return scan_within(PROMPT_S, drop, state, now=at, quota_per_hour=10, global_quota_per_hour=5, memory=memory)
 
     first = tick(ScanState(), now)
     assert len(first.new) == 5
