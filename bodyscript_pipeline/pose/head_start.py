@@ -38,8 +38,9 @@ class HeadStart:
     workdir: Path | None = None  # where its ranges' files are written, removed by ``end``
     taken: bool = False
 
-    def add(self, frames: int) -> None:
-        self.frames_done += frames
+    def report(self, done: int, total: int) -> None:
+        """Progress of its ranges (``VideoRanges.run``'s): frames done so far, of ``total``."""
+        self.frames_done, self.frames = done, total
 
 
 _begun: list[HeadStart] = []
@@ -50,8 +51,8 @@ def identity(source: tuple[str, str], video: VideoRanges, ranges: list[FrameRang
     """What a video's pose results depend on, as a digest: the source object and version (not the local path
     it was read from), and everything else a range request carries."""
     request = video.request(ranges[0], video.video) if ranges else {}
-    request.pop("video", None), request.pop("out", None), request.pop("frame_range", None)
-    described = {"source": list(source), **request, "ranges": [asdict(r) for r in ranges]}
+    inputs = {name: value for name, value in request.items() if name not in ("video", "out", "frame_range")}
+    described = {"source": list(source), **inputs, "ranges": [asdict(r) for r in ranges]}
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 

@@ -122,6 +122,11 @@ def plan_ranges(frame_count: int, range_frames: int) -> list[FrameRange]:
     return _equal_ranges(frame_count, max(1, -(-frame_count // max(1, range_frames))))
 
 
+def range_paths(workdir: Path, ranges: list[FrameRange]) -> list[Path]:
+    """Where each range's rows are written (its overlay segment beside them)."""
+    return [workdir / f"frame_range-{r.index:03d}.parquet" for r in ranges]
+
+
 def _equal_ranges(frame_count: int, count: int) -> list[FrameRange]:
     bounds = [round(k * frame_count / count) for k in range(count + 1)]
     return [FrameRange(k, bounds[k], bounds[k + 1]) for k in range(count)]
@@ -238,7 +243,7 @@ def estimate_in_ranges(
     ``service``, the ranges run in the warm pose service's processes instead of freshly started ones. ``begun``
     gives the results of these very ranges where they were begun already (pose/head_start.py)."""
     ranges = plan_worker_ranges(len(index), workers)
-    paths = [workdir / f"frame_range-{c.index:03d}.parquet" for c in ranges]
+    paths = range_paths(workdir, ranges)
     video_ranges = VideoRanges(video, probe, index, model_path, options, overlay)
     results = begun(video_ranges, ranges) if begun is not None else None
     head_start = results is not None

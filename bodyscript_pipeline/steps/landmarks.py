@@ -34,6 +34,7 @@ from bodyscript_pipeline.pose.ranges import (
     merge_ranges,
     plan_worker_ranges,
     probe_in_service,
+    range_paths,
     run_range,
 )
 from bodyscript_pipeline.pose.service import PoseService
@@ -122,8 +123,7 @@ def begin_pose(settings: Settings, uri: str, version: str) -> None:
         begun.frames = len(index)
         begun.identity.set_result(head_start.identity((uri, version), video_ranges, ranges))
         workdir = begun.workdir = Path(tempfile.mkdtemp(prefix="bodyscript-head-start-"))
-        paths = [workdir / f"frame_range-{r.index:03d}.parquet" for r in ranges]
-        results = video_ranges.run(ranges, paths, lambda done, _: setattr(begun, "frames_done", done), service)
+        results = video_ranges.run(ranges, range_paths(workdir, ranges), begun.report, service)
         if object_version(uri) != version:
             raise BodyscriptError(f"{uri} changed while its pose was begun")
         begun.results.set_result(results)
