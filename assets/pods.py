@@ -117,6 +117,7 @@ STEP_POD: dict[str, str] = {
     "pose": "pose",  # frames and landmarks
     "derived": "video",  # overlays, clean_landmarks, metrics, exports
     "fleet_summary": "table",
+    "lake_compaction": "table",
     # long videos under k8s: further frame ranges of ``landmarks`` as their own steps (assets/pose_ranges.py)
     "infer_pose_range": "pose",
 }

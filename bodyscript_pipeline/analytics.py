@@ -26,13 +26,11 @@ from fsspec.implementations.local import LocalFileSystem
 
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import BodyscriptError
-from bodyscript_pipeline.lake.paths import LINEAGE, TABLES, WRITING, fleet_summary_uri
+from bodyscript_pipeline.lake import compaction
+from bodyscript_pipeline.lake.paths import LINEAGE, TABLE_FILES, TABLES, WRITING, fleet_summary_uri, writing_partitions
 from bodyscript_pipeline.lake.schemas import SCHEMAS
 
-PARTITIONED_FILES = {
-    **{table: "index.parquet" if table == "frames" else "part-*.parquet" for table in TABLES},
-    LINEAGE: "*.parquet",  # one file per asset
-}
+PARTITIONED_FILES = {**TABLE_FILES, LINEAGE: "*.parquet"}  # lineage: one file per asset
 VIEWS = (*TABLES, LINEAGE, "fleet_summary")
 # Tables whose files may differ in columns or struct fields (a run-scope setting added later is a new field of
 # ``lineage.settings``): read by name, a field missing from older files is null.
@@ -64,10 +62,11 @@ def connect(lake_uri: str, tables: Iterable[str] = VIEWS, by_name: bool = True) 
     of files, for a caller that reads only columns every version of the table has (the reprocessing sensor)."""
     con, local = _sandbox(lake_uri)
     _writing_view(con, lake_uri, local)
+    manifest = compaction.load_manifest(lake_uri)
     for table in tables:
         if table not in VIEWS:
             raise ValueError(f"unknown table {table!r}; tables: {', '.join(VIEWS)}")
-        _view(con, lake_uri, table, local, by_name)
+        _view(con, lake_uri, table, local, by_name, compaction.file_uris(lake_uri, table, manifest))
     con.execute("SET lock_configuration = true")
     return con
 
@@ -89,25 +88,46 @@ def _sandbox(lake_uri: str) -> tuple[duckdb.DuckDBPyConnection, bool]:
     return con, local
 
 
-def _view(con: duckdb.DuckDBPyConnection, lake_uri: str, table: str, local: bool, by_name: bool = True) -> None:
-    if not _has_files(lake_uri, table):
+def _view(
+    con: duckdb.DuckDBPyConnection, lake_uri: str, table: str, local: bool, by_name: bool, compacted: list[str]
+) -> None:
+    """The table's view: its compacted files' rows of videos without a fresh file, then its fresh files' rows
+    (compaction.py), less the videos a run is writing."""
+    fresh = _has_files(lake_uri, table)
+    if not fresh and not compacted:
         con.register(f"_empty_{table}", _empty(table))
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")  # noqa: S608 - names are constants
         return
-    pattern = _pattern(lake_uri, table)
-    if local:
-        pattern = pattern.removeprefix("file://")
-    pattern = pattern.replace("'", "''")
     if table == "fleet_summary":
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}')")  # noqa: S608
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({_sql_path(_pattern(lake_uri, table), local)})")  # noqa: S608
         return
-    options = ", hive_partitioning = true, hive_types = {'video': VARCHAR}"
-    if table in EVOLVING and by_name:
-        options += ", union_by_name = true"
-    con.execute(
-        f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{pattern}'{options}) "  # noqa: S608
-        f"WHERE video NOT IN (SELECT video FROM {WRITING_VIEW})"
-    )
+    # Names are constants and locations quoted (_sql_path) in every statement here.
+    shown = f"video NOT IN (SELECT video FROM {WRITING_VIEW})"  # noqa: S608
+    branches = []
+    if compacted:
+        files = ", ".join(_sql_path(uri, local) for uri in compacted)
+        superseded = ""
+        if fresh:
+            con.execute(
+                f"CREATE VIEW _fresh_{table} AS SELECT regexp_extract(file, 'video=([^/]+)/', 1) AS video "  # noqa: S608
+                f"FROM glob({_sql_path(_pattern(lake_uri, table), local)})"
+            )
+            superseded = f" AND video NOT IN (SELECT video FROM _fresh_{table})"  # noqa: S608
+        branches.append(f"SELECT * FROM read_parquet([{files}]) WHERE {shown}{superseded}")  # noqa: S608
+    if fresh:
+        options = ", hive_partitioning = true, hive_types = {'video': VARCHAR}"
+        if table in EVOLVING and by_name:
+            options += ", union_by_name = true"
+        branches.append(
+            f"SELECT * FROM read_parquet({_sql_path(_pattern(lake_uri, table), local)}{options}) WHERE {shown}"  # noqa: S608
+        )
+    con.execute(f"CREATE VIEW {table} AS " + " UNION ALL BY NAME ".join(branches))
+
+
+def _sql_path(uri: str, local: bool) -> str:
+    """A lake location as a SQL string literal."""
+    path = uri.removeprefix("file://") if local else uri
+    return "'" + path.replace("'", "''") + "'"
 
 
 OUTSIDE = "query reaches outside the lake"
@@ -147,11 +167,6 @@ def _writing_view(con: duckdb.DuckDBPyConnection, lake_uri: str, local: bool) ->
     )
 
 
-def writing_partitions(lake_uri: str) -> list[str]:
-    fs, pattern = storage.filesystem(f"{lake_uri.rstrip('/')}/sources/video=*/{WRITING}")
-    return [str(path).rsplit("video=", 1)[1].split("/", 1)[0] for path in fs.glob(pattern)]
-
-
 def polars_storage_options() -> dict[str, str]:
     """Polars' object-store options from the standard AWS variables (MinIO/moto endpoints included)."""
     options = {}
@@ -167,29 +182,49 @@ def polars_storage_options() -> dict[str, str]:
 
 
 def scan(lake_uri: str, table: str) -> pl.LazyFrame:
-    """A Polars LazyFrame over one lake table (with ``video`` from the Hive folders)."""
+    """A Polars LazyFrame over one lake table (with ``video`` from the Hive folders, or the compacted files'
+    column), read as :func:`connect`'s views are."""
     if table not in VIEWS:
         raise ValueError(f"unknown table {table!r}; tables: {', '.join(VIEWS)}")
-    if not _has_files(lake_uri, table):
+    compacted = compaction.file_uris(lake_uri, table) if table in TABLES else []
+    fresh = _has_files(lake_uri, table)
+    if not fresh and not compacted:
         return pl.from_arrow(_empty(table)).lazy()  # type: ignore[union-attr]
     pattern = _pattern(lake_uri, table)
     remote = pattern.startswith("s3://")
-    source = pattern if remote else pattern.removeprefix("file://")
     options = polars_storage_options() if remote else None
+
+    def source(uri: str) -> str:
+        return uri if remote else uri.removeprefix("file://")
+
     if table == "fleet_summary":
-        return pl.scan_parquet(source, storage_options=options)
-    evolving: dict[str, object] = {}
-    if table in EVOLVING:  # every file read as the current schema: older files' missing fields are null
-        evolving = {
-            "schema": pl.Schema(pl.from_arrow(SCHEMAS[table].empty_table()).schema),  # type: ignore[union-attr]
-            "missing_columns": "insert",
-            "cast_options": pl.ScanCastOptions(missing_struct_fields="insert", extra_struct_fields="ignore"),
-        }
-    frame = pl.scan_parquet(
-        source,
-        hive_partitioning=True,
-        hive_schema={"video": pl.String},
-        storage_options=options,
-        **evolving,  # type: ignore[arg-type]
-    )
+        return pl.scan_parquet(source(pattern), storage_options=options)
+    frames = []
+    if compacted:
+        superseded = _fresh_videos(lake_uri, table) if fresh else []
+        merged = pl.scan_parquet([source(uri) for uri in compacted], storage_options=options)
+        frames.append(merged.filter(~pl.col("video").is_in(superseded)) if superseded else merged)
+    if fresh:
+        evolving: dict[str, object] = {}
+        if table in EVOLVING:  # every file read as the current schema: older files' missing fields are null
+            evolving = {
+                "schema": pl.Schema(pl.from_arrow(SCHEMAS[table].empty_table()).schema),  # type: ignore[union-attr]
+                "missing_columns": "insert",
+                "cast_options": pl.ScanCastOptions(missing_struct_fields="insert", extra_struct_fields="ignore"),
+            }
+        frames.append(
+            pl.scan_parquet(
+                source(pattern),
+                hive_partitioning=True,
+                hive_schema={"video": pl.String},
+                storage_options=options,
+                **evolving,  # type: ignore[arg-type]
+            )
+        )
+    frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal")
     return frame.filter(~pl.col("video").is_in(writing_partitions(lake_uri)))
+
+
+def _fresh_videos(lake_uri: str, table: str) -> list[str]:
+    fs, pattern = storage.filesystem(_pattern(lake_uri, table))
+    return [str(path).rsplit("video=", 1)[1].split("/", 1)[0] for path in fs.glob(pattern)]

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import PROCESS_VIDEO_JOB, fleet_summary_asset, process_video_assets, process_video_job, source_video
+from assets import (
+    PROCESS_VIDEO_JOB,
+    fleet_summary_asset,
+    lake_compaction_asset,
+    process_video_assets,
+    process_video_job,
+    source_video,
+)
 from bodyscript_pipeline.settings import Settings
 from resources import pipeline_resource, step_io_manager
 from sensors import build_automation
@@ -46,7 +53,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     automation = build_automation(settings)
     return dg.Definitions(
         executor=executor_for(settings),
-        assets=[source_video, *video_assets_for(settings), fleet_summary_asset(settings)],
+        assets=[
+            source_video,
+            *video_assets_for(settings),
+            fleet_summary_asset(settings),
+            lake_compaction_asset(settings),
+        ],
         jobs=[process_video_job, *automation.jobs, build_forget_job()],
         sensors=automation.sensors,
         schedules=automation.schedules,

@@ -814,6 +814,16 @@ SETTINGS: tuple[Setting, ...] = (
         1,
     ),
     Setting(
+        "BODYSCRIPT_COMPACTION_MIN_VIDEOS",
+        "compaction_min_videos",
+        "deployment",
+        "the hourly `lake_compaction` merges the lake's per-video Parquet files into large files sorted by video once "
+        "at least this many videos have per-video files; `0` never compacts",
+        100,
+        "integer",
+        0,
+    ),
+    Setting(
         "BODYSCRIPT_REPROCESS",
         "reprocess",
         "deployment",
@@ -924,6 +934,7 @@ class Settings:
     retention_dry_run: bool
     run_retention_days: float
     retention_partition_batch: int
+    compaction_min_videos: int  # 0: never
     priority_tiers: PriorityTiers  # (top-level drop folder, tier); folders not named are DEFAULT_TIER
     reprocess: bool
     reprocess_max_runs: int

@@ -318,3 +318,11 @@ def _fetch_local(path: Path, name: str, version: str, dest: Path, max_bytes: int
         after = os.fstat(fd)
         if pinned and (_local_version(after) != version or copied != after.st_size):
             raise _changed(name, version, _local_version(after))
+
+
+def modified_at(info: dict[str, Any]) -> float:
+    """When a listed file was last written (local mtime, S3 LastModified)."""
+    value = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
+    if isinstance(value, datetime):
+        return value.timestamp()
+    return float(value)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from assets import FLEET_SUMMARY_KEY
+from assets.lake_compaction import LAKE_COMPACTION_KEY, LAKE_MAINTENANCE_TAGS
 from bodyscript_pipeline.settings import Settings
 from sensors.drop_zone import DROP_ZONE_SENSOR, build_drop_zone_sensor
 from sensors.reprocess import REPROCESS_SENSOR, build_reprocess_sensor
@@ -27,6 +28,7 @@ class Automation:
 
 
 FLEET_AUTOMATION_SENSOR = "fleet_automation_sensor"
+LAKE_COMPACTION_SENSOR = "lake_compaction_sensor"
 
 
 def build_automation(settings: Settings) -> Automation:
@@ -38,11 +40,20 @@ def build_automation(settings: Settings) -> Automation:
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=60,  # a rebuild is a run: a burst of drops should not pay for one every 30 s
     )
+    # Evaluates the lake compaction's hourly condition; its runs carry the lake-maintenance tag (one at a time).
+    compaction_sensor = dg.AutomationConditionSensorDefinition(
+        LAKE_COMPACTION_SENSOR,
+        target=[LAKE_COMPACTION_KEY],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=60,
+        run_tags=LAKE_MAINTENANCE_TAGS,
+    )
     sensors = [
         build_drop_zone_sensor(settings),
         build_reprocess_sensor(settings),
         build_source_cleanup_sensor(settings),
         fleet_sensor,
+        compaction_sensor,
     ]
     if settings.step_records_on_s3:  # elsewhere they stay in DAGSTER_HOME, as Dagster keeps them
         sensors.append(build_step_records_sensor(settings))
@@ -56,6 +67,7 @@ def build_automation(settings: Settings) -> Automation:
 __all__ = [
     "DROP_ZONE_SENSOR",
     "FLEET_AUTOMATION_SENSOR",
+    "LAKE_COMPACTION_SENSOR",
     "REPROCESS_SENSOR",
     "RETENTION_JOB",
     "RETENTION_SCHEDULE",

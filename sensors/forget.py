@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from assets.lake_compaction import LAKE_MAINTENANCE_TAGS
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake.partition_keys import check_partition_key
 from bodyscript_pipeline.retention.erasure import (
@@ -238,6 +239,7 @@ def build_forget_job() -> dg.JobDefinition:
         name=FORGET_JOB,
         description="Forget videos: every file, row, run, asset event and partition derived from one partition, "
         "one source URI or a source folder prefix; verified, with an audit record.",
+        tags=LAKE_MAINTENANCE_TAGS,
     )
     def forget_job() -> None:
         forget_videos()

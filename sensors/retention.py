@@ -15,6 +15,7 @@ import dagster as dg
 from pydantic import Field
 
 from assets import videos_partitions
+from assets.lake_compaction import LAKE_MAINTENANCE_TAGS
 from assets.partitions import PARTITION_TAG
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.lake.sources import load_source
@@ -255,6 +256,7 @@ def build_retention(settings: Settings) -> tuple[dg.JobDefinition, dg.ScheduleDe
 
     @dg.job(
         name=RETENTION_JOB,
+        tags=LAKE_MAINTENANCE_TAGS,
         description=f"Age out derived artifacts (never source videos; mode: {settings.retention_mode}), remove the "
         "partitions of videos past retention (their lineage stays) and purge old run records. Run config may only "
         "make a run keep more than the deployment's settings.",

@@ -18,6 +18,7 @@
 <lake>/exports/video=<partition>/person-<id>.trc, person-<id>.mot, landmarks.csv, angles-<joint>.png
 <lake>/lineage/video=<partition>/<asset>.parquet      one row per per-video asset: what made its output
 <lake>/fleet_summary/part-0.parquet                   one row per video: the fleet at a glance
+<lake>/compacted/                                     the tables' per-video files merged (lake/compaction.py)
 ```
 
 The partition key is checked when a ``VideoLake`` is made (``partition_keys.check_partition_key``), and file names
@@ -30,10 +31,12 @@ from dataclasses import dataclass
 
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake.partition_keys import check_partition_key
-from bodyscript_pipeline.storage import join
+from bodyscript_pipeline.storage import filesystem, join
 
 WRITING = "writing.json"
 TABLES = ("videos", "frames", "landmarks", "landmarks_clean", "quality", "frame_metrics", "video_metrics")
+# The one Parquet file of each table in a video's folder.
+TABLE_FILES = {table: "index.parquet" if table == "frames" else "part-0.parquet" for table in TABLES}
 # The lineage of a video's assets: a per-video table too (a view, ``video`` from the folders), one file per asset
 # rather than one part, and no output of a step: it goes with the source version and erasure, never with age.
 LINEAGE = "lineage"
@@ -41,6 +44,12 @@ LINEAGE = "lineage"
 
 def fleet_summary_uri(lake_uri: str) -> str:
     return join(lake_uri, "fleet_summary", "part-0.parquet")
+
+
+def writing_partitions(lake_uri: str) -> list[str]:
+    """The partitions a run is writing now (their ``writing.json`` markers)."""
+    fs, pattern = filesystem(f"{lake_uri.rstrip('/')}/sources/video=*/{WRITING}")
+    return [str(path).rsplit("video=", 1)[1].split("/", 1)[0] for path in fs.glob(pattern)]
 
 
 @dataclass(frozen=True)
@@ -68,7 +77,7 @@ class VideoLake:
 
     @property
     def frame_index(self) -> str:
-        return join(self.folder("frames"), "index.parquet")
+        return self.table_part("frames")
 
     @property
     def probe(self) -> str:
@@ -78,7 +87,8 @@ class VideoLake:
         return join(self.folder("frames"), _single_name(f"source{suffix or '.mp4'}"))
 
     def table_part(self, table: str) -> str:
-        return join(self.folder(table), "part-0.parquet")
+        """The table's file of this video (``frames``: the frame index)."""
+        return join(self.folder(table), TABLE_FILES[table])
 
     def lineage(self, asset: str) -> str:
         """The lineage row of one of the video's assets."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 
 from bodyscript_pipeline import storage
+from bodyscript_pipeline.lake.compaction import restore
 from bodyscript_pipeline.lake.paths import VideoLake
 
 
 def begin_writing(lake_uri: str, partition: str, run_id: str) -> None:
-    """Hide the partition from the lake's views until :func:`end_writing`: its outputs are about to change."""
+    """Hide the partition from the lake's views until :func:`end_writing`: its outputs are about to change. A
+    compacted partition gets its per-video files back first, so the run's steps read and write them as ever."""
     storage.write_bytes(VideoLake(lake_uri, partition).writing, json.dumps({"run_id": run_id}).encode())
+    restore(lake_uri, partition)
 
 
 def end_writing(lake_uri: str, partition: str) -> None:

@@ -14,13 +14,14 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from bodyscript_pipeline import storage
+from bodyscript_pipeline.lake import compaction
+from bodyscript_pipeline.lake.compaction import COMPACTED
 from bodyscript_pipeline.lake.paths import LINEAGE, TABLES
 
 KEPT_TABLES: tuple[str, ...] = (LINEAGE, "sources")  # never aged out: what made each output, and its source
@@ -55,14 +56,6 @@ class RetentionReport:
         return sum(a.bytes for a in self.artifacts)
 
 
-def modified_at(info: dict) -> float:
-    """When a listed file was last written (local mtime, S3 LastModified)."""
-    value = info.get("mtime") or info.get("LastModified") or info.get("created") or 0
-    if isinstance(value, datetime):
-        return value.timestamp()
-    return float(value)
-
-
 def aged_artifacts(lake_uri: str, older_than_days: float, now: float | None = None) -> Iterator[AgedArtifact]:
     """Partition folders of derived tables whose newest file is older than ``older_than_days``."""
     now = time.time() if now is None else now
@@ -78,7 +71,7 @@ def aged_artifacts(lake_uri: str, older_than_days: float, now: float | None = No
             files = fs.find(folder, detail=True)
             if not files:
                 continue
-            newest = max(modified_at(info) for info in files.values())
+            newest = max(storage.modified_at(info) for info in files.values())
             age_days = (now - newest) / 86400
             if age_days > older_than_days:
                 yield AgedArtifact(
@@ -91,13 +84,39 @@ def aged_artifacts(lake_uri: str, older_than_days: float, now: float | None = No
                 )
 
 
+def aged_compacted(lake_uri: str, older_than_days: float, now: float) -> list[AgedArtifact]:
+    """Compacted videos whose per-video files were written before the cut-off, unless a per-video folder of
+    theirs is younger (made again since: its files hide the compacted rows, and the next compaction drops them)."""
+    aged = {
+        video: (now - modified) / 86400
+        for video, modified in compaction.compacted_videos(lake_uri).items()
+        if (now - modified) / 86400 > older_than_days
+    }
+    if not aged:
+        return []
+    young = {a.partition for a in aged_artifacts(lake_uri, -1.0, now) if a.age_days <= older_than_days}
+    uri = compaction.compacted_uri(lake_uri)
+    return [
+        AgedArtifact(COMPACTED, video, uri, 0, 0, days) for video, days in sorted(aged.items()) if video not in young
+    ]
+
+
 def apply_retention(
     lake_uri: str, older_than_days: float, mode: str, dry_run: bool, now: float | None = None
 ) -> RetentionReport:
-    """Delete (or archive under ``<lake>/archive/``) every aged artifact; with ``dry_run`` only report."""
+    """Delete (or archive under ``<lake>/archive/``) every aged artifact, compacted videos' rows included (each
+    archived as its per-video files); with ``dry_run`` only report."""
     if mode not in ("delete", "archive"):
         raise ValueError(f"retention mode must be delete or archive, not {mode!r}")
+    now = time.time() if now is None else now
     artifacts = list(aged_artifacts(lake_uri, older_than_days, now))
+    compacted = aged_compacted(lake_uri, older_than_days, now)
+    if not dry_run and compacted:
+        videos = [artifact.partition for artifact in compacted]
+        if mode == "archive":
+            for video in videos:
+                compaction.restore(lake_uri, video, DERIVED_TABLES, into=storage.join(lake_uri, ARCHIVE_PREFIX))
+        compaction.remove(lake_uri, videos, now)
     if not dry_run:
         fs, _ = storage.filesystem(lake_uri)
         for artifact in artifacts:
@@ -107,7 +126,7 @@ def apply_retention(
                 _archive(fs, path.rstrip("/"), target.rstrip("/"))
             else:
                 fs.rm(path, recursive=True)
-    return RetentionReport(mode, dry_run, older_than_days, artifacts)
+    return RetentionReport(mode, dry_run, older_than_days, artifacts + compacted)
 
 
 def archive_uri(lake_uri: str, artifact: AgedArtifact) -> str:

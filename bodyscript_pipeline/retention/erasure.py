@@ -7,6 +7,7 @@ What the lake holds of a video partition:
   looked in, so a table added later is erased too;
 - one row per video in a fleet-wide table (``fleet_summary/part-0.parquet``): each Parquet file lying directly
   in a table folder that has a ``video`` column is rewritten without the video's rows;
+- its rows in compacted files (``compacted/``): those files are rewritten without them (``lake.compaction``);
 - the step records of its runs (k8s step IO, ``<step records>/storage/<run id>/``: ``BODYSCRIPT_STEP_RECORDS_URI``,
   and ``<lake>/dagster-io/`` where earlier versions kept them).
 
@@ -32,6 +33,7 @@ import pyarrow.parquet as pq
 
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import BodyscriptError
+from bodyscript_pipeline.lake import compaction
 from bodyscript_pipeline.lake.partition_keys import check_partition_key
 from bodyscript_pipeline.lake.paths import LINEAGE, TABLES
 from bodyscript_pipeline.lake.sources import SourceRecord
@@ -217,6 +219,10 @@ def erase_from_lake(
         if rows:
             done.rows += rows
             done.locations.append(f"{uri} ({rows} row(s))")
+    removal = compaction.remove(lake_uri, [partition])
+    if removal.rows:
+        done.rows += removal.rows
+        done.locations.append(f"{compaction.compacted_uri(lake_uri)} ({removal.rows} row(s))")
     for folder in step_records_of(step_records, run_ids):
         io_fs, path = storage.filesystem(folder)
         _remove(io_fs, path.rstrip("/"), _files_under(io_fs, path.rstrip("/")), folder, done)
@@ -251,6 +257,9 @@ def remaining_in_lake(
         rows = pc.sum(rows_of(_read_parquet(uri), partition)).as_py() or 0
         if rows:
             left.append(f"{uri} ({rows} row(s))")
+    compacted = compaction.read_index(lake_uri, compaction.load_manifest(lake_uri), partition)
+    if compacted.num_rows:
+        left.append(f"{compaction.compacted_uri(lake_uri)} ({pc.sum(compacted['rows']).as_py()} row(s))")
     left += step_records_of(step_records, run_ids)
     if source_uri is not None and storage.exists(source_uri):
         left.append(source_uri)

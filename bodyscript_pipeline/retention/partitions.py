@@ -19,8 +19,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from bodyscript_pipeline import storage
+from bodyscript_pipeline.lake import compaction
 from bodyscript_pipeline.lake.paths import LINEAGE
-from bodyscript_pipeline.retention.artifacts import DERIVED_TABLES, KEPT_TABLES, PARTITION_FOLDER, modified_at
+from bodyscript_pipeline.retention.artifacts import DERIVED_TABLES, KEPT_TABLES, PARTITION_FOLDER
 
 DAY_S = 86400
 
@@ -34,8 +35,8 @@ class Written:
 
 
 def last_written(lake_uri: str) -> dict[str, Written]:
-    """Per partition: when a file of it was last written in a per-video table of the lake (the archive is not
-    looked in), and whether it has lineage."""
+    """Per partition: when a file of it was last written in a per-video table of the lake, compacted or not (the
+    archive is not looked in), and whether it has lineage."""
     fs, root = storage.filesystem(lake_uri)
     found: dict[str, Written] = {}
     for table in (*DERIVED_TABLES, *KEPT_TABLES):
@@ -48,7 +49,12 @@ def last_written(lake_uri: str) -> dict[str, Written]:
                 continue
             partition = folder.removeprefix(PARTITION_FOLDER)
             before = found.get(partition, Written(0.0, False))
-            found[partition] = Written(max(before.newest, modified_at(info)), before.lineage or table == LINEAGE)
+            found[partition] = Written(
+                max(before.newest, storage.modified_at(info)), before.lineage or table == LINEAGE
+            )
+    for partition, modified in compaction.compacted_videos(lake_uri).items():  # files merged by compaction
+        before = found.get(partition, Written(0.0, False))
+        found[partition] = Written(max(before.newest, modified), before.lineage)
     return found
 
 

@@ -21,11 +21,11 @@ def test_defs_load_and_validate() -> None:
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    assert keys == {"source_video", *VIDEO_ASSETS, "fleet_summary"}
+    assert keys == {"source_video", *VIDEO_ASSETS, "fleet_summary", "lake_compaction"}
     for key in graph.get_all_asset_keys():
         partitions = graph.get(key).partitions_def
-        if key.to_user_string() == "fleet_summary":
-            assert partitions is None, "the fleet summary spans every video"
+        if key.to_user_string() in ("fleet_summary", "lake_compaction"):
+            assert partitions is None, "the fleet summary and the compaction span every video"
             continue
         assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name == "videos"
 

@@ -244,7 +244,9 @@ def test_pods_follow_the_settings_the_definitions_are_built_from(
         monkeypatch.delenv(name, raising=False)
     settings = Settings.from_env({**EXECUTORS[executor], **NON_DEFAULT})
     ops = step_ops(build_definitions(settings))
-    expected = {"pose", "derived", "fleet_summary"} | ({"infer_pose_range"} if executor == "k8s" else set())
+    expected = {"pose", "derived", "fleet_summary", "lake_compaction"} | (
+        {"infer_pose_range"} if executor == "k8s" else set()
+    )
     assert set(ops) == expected
     for name, op in ops.items():
         config = json.loads(op.tags[K8S_CONFIG_TAG])

@@ -1,0 +1,202 @@
+"""Lake compaction on lakes the project's own steps wrote: the views answer alike before and after, with fresh and
+compacted files mixed, a video restored or removed; and the swap's rules (videos being written, a manifest
+replaced meanwhile)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from bodyscript_pipeline import storage
+from bodyscript_pipeline.analytics import connect, scan
+from bodyscript_pipeline.cleaning.filters import CleaningOptions
+from bodyscript_pipeline.lake import compaction
+from bodyscript_pipeline.lake.compaction import ManifestChanged, compact, load_manifest, remove, restore
+from bodyscript_pipeline.lake.paths import TABLES, VideoLake
+from bodyscript_pipeline.lake.writing import begin_writing, end_writing
+from bodyscript_pipeline.steps.clean_landmarks import clean_landmarks
+from bodyscript_pipeline.steps.metrics import compute_metrics
+from tests.support.s3_server import S3Server
+from tests.support.synthetic_partition import make_partition
+
+VIDEOS = [f"clip-{n}" for n in range(5)]
+
+
+def make_video(lake_uri: str, video: str, seed: int) -> VideoLake:
+    """A video's every table, from generated landmarks through the project's steps."""
+    lake = make_partition(lake_uri, video, seed)
+    clean_landmarks(lake_uri, video, CleaningOptions(10, 6.0, 0.5))
+    compute_metrics(lake_uri, video, 0.5, "cleaned")
+    return lake
+
+
+CLOCK = {"processed_at_ms"}  # when a video was made: differs when it is made again
+
+
+def figures(lake_uri: str) -> dict[str, dict[str, tuple]]:
+    """Per view and video: the row count and the sum of every numeric column (but the clock's), as DuckDB
+    answers them."""
+    con = connect(lake_uri)
+    found: dict[str, dict[str, tuple]] = {}
+    for table in TABLES:
+        columns = con.execute(f"DESCRIBE {table}").fetchall()
+        numeric = [name for name, kind, *_ in columns if kind.split("(")[0] in NUMERIC and name not in CLOCK]
+        sums = ", ".join(f"round(sum({name})::DOUBLE, 6)" for name in numeric)
+        rows = con.execute(f"SELECT video, count(*), {sums} FROM {table} GROUP BY video").fetchall()
+        found[table] = {row[0]: tuple(row[1:]) for row in rows}
+    return found
+
+
+NUMERIC = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "FLOAT",
+           "DOUBLE", "BOOLEAN"}  # fmt: skip
+
+
+def polars_counts(lake_uri: str, table: str) -> dict[str, int]:
+    counts = scan(lake_uri, table).group_by("video").len().collect()
+    return dict(zip(counts["video"].to_list(), counts["len"].to_list(), strict=True))
+
+
+def fresh_count(lake_uri: str) -> int:
+    return sum(len(compaction.fresh_files(lake_uri, table)) for table in TABLES)
+
+
+@pytest.fixture
+def lake_uri(tmp_path: Path) -> str:
+    uri = f"file://{tmp_path / 'lake'}"
+    for seed, video in enumerate(VIDEOS):
+        make_video(uri, video, seed)
+    return uri
+
+
+def test_compacted_and_fresh_files_answer_every_view_like_the_per_video_files(lake_uri: str) -> None:
+    before = figures(lake_uri)
+    counts = {table: polars_counts(lake_uri, table) for table in TABLES}
+    assert all(len(before[table]) == len(VIDEOS) for table in TABLES)
+
+    report = compact(lake_uri, file_rows=20_000)  # several files per landmark table
+    assert report.videos == len(VIDEOS) and report.files_in == len(VIDEOS) * len(TABLES) == report.deleted
+    assert fresh_count(lake_uri) == 0
+    manifest = load_manifest(lake_uri)
+    assert len(manifest.files("landmarks")) > 1
+    assert figures(lake_uri) == before
+    assert {table: polars_counts(lake_uri, table) for table in TABLES} == counts
+
+    # A new video after compaction, and a compacted one restored (its fresh files and compacted rows both there).
+    make_video(lake_uri, "clip-new", 9)
+    assert set(restore(lake_uri, "clip-2")) == set(TABLES)
+    after = figures(lake_uri)
+    for table in TABLES:
+        assert after[table].pop("clip-new")[0] > 0
+        assert after[table] == before[table]
+        assert polars_counts(lake_uri, table) == {
+            **counts[table],
+            "clip-new": polars_counts(lake_uri, table)["clip-new"],
+        }
+
+
+def test_compacted_files_are_sorted_by_video_in_row_groups(lake_uri: str) -> None:
+    compact(lake_uri, file_rows=20_000)
+    for file in compaction.file_uris(lake_uri, "landmarks"):
+        meta = pq.read_metadata(file.removeprefix("file://"))
+        column = meta.schema.names.index("video")
+        bounds = [(meta.row_group(g).column(column).statistics.min, meta.row_group(g).column(column).statistics.max)
+                  for g in range(meta.num_row_groups)]  # fmt: skip
+        assert all(lo <= hi for lo, hi in bounds)
+        assert all(prev[1] <= nxt[0] for prev, nxt in itertools.pairwise(bounds))
+    con = connect(lake_uri)
+    plan = "\n".join(
+        str(row) for row in con.execute("EXPLAIN SELECT count(*) FROM landmarks WHERE video = 'clip-3'").fetchall()
+    )
+    assert "video='clip-3'" in plan.replace(" ", "")  # the filter reaches the Parquet scan (row-group statistics)
+
+
+def test_restore_gives_back_each_file_as_it_was(lake_uri: str) -> None:
+    lake = VideoLake(lake_uri, "clip-1")
+    original = {table: pq.read_table(lake.table_part(table).removeprefix("file://")) for table in TABLES}
+    compact(lake_uri)
+    assert not storage.exists(lake.table_part("landmarks"))
+    restore(lake_uri, "clip-1")
+    for table in TABLES:
+        back = pq.read_table(lake.table_part(table).removeprefix("file://"))
+        assert back.equals(original[table]), table
+        assert back.schema.metadata == original[table].schema.metadata, table
+
+
+def test_removing_one_video_rewrites_the_files_without_only_its_rows(lake_uri: str) -> None:
+    before = figures(lake_uri)
+    compact(lake_uri)
+    old = {uri for table in TABLES for uri in compaction.file_uris(lake_uri, table)}
+    removal = remove(lake_uri, ["clip-3"])
+    assert removal.videos == {"clip-3"} and removal.rows == sum(before[t]["clip-3"][0] for t in TABLES)
+    after = figures(lake_uri)
+    for table in TABLES:
+        assert "clip-3" not in after[table]
+        assert after[table] == {v: f for v, f in before[table].items() if v != "clip-3"}
+    for uri in old:  # the rows are gone at once, not kept for earlier readers
+        assert not storage.exists(uri)
+    for table in TABLES:
+        for uri in compaction.file_uris(lake_uri, table):
+            videos = set(pq.read_table(uri.removeprefix("file://"), columns=["video"])["video"].to_pylist())
+            assert videos == set(VIDEOS) - {"clip-3"}
+    assert restore(lake_uri, "clip-3") == []
+
+
+def test_a_video_made_again_is_compacted_once_in_its_new_version(lake_uri: str) -> None:
+    compact(lake_uri)
+    begin_writing(lake_uri, "clip-0", "run-1")  # what a run does first: its files come back
+    make_video(lake_uri, "clip-0", 42)  # the run writes new outputs
+    end_writing(lake_uri, "clip-0")
+    remade = figures(lake_uri)
+    report = compact(lake_uri)
+    assert report.videos == 1
+    assert figures(lake_uri) == remade
+    index = compaction.read_index(lake_uri, load_manifest(lake_uri))
+    pairs = list(zip(index["video"].to_pylist(), index["table"].to_pylist(), strict=True))
+    assert len(pairs) == len(set(pairs)) == len(VIDEOS) * len(TABLES)
+
+
+def test_videos_being_written_stay_per_video(lake_uri: str) -> None:
+    begin_writing(lake_uri, "clip-4", "run-1")
+    report = compact(lake_uri)
+    assert report.videos == len(VIDEOS) - 1
+    lake = VideoLake(lake_uri, "clip-4")
+    assert all(storage.exists(lake.table_part(table)) for table in TABLES)
+    end_writing(lake_uri, "clip-4")
+    assert all(len(rows) == len(VIDEOS) for rows in figures(lake_uri).values())
+
+
+def test_too_few_videos_compact_nothing(lake_uri: str) -> None:
+    report = compact(lake_uri, min_videos=len(VIDEOS) + 1)
+    assert report.files_out == 0 and fresh_count(lake_uri) == len(VIDEOS) * len(TABLES)
+    assert not storage.exists(compaction.manifest_uri(lake_uri))
+
+
+def test_a_manifest_replaced_meanwhile_commits_nothing(lake_uri: str) -> None:
+    compact(lake_uri)
+    read = load_manifest(lake_uri)
+    make_video(lake_uri, "clip-new", 9)
+    compact(lake_uri)  # another writer, after `read` was loaded
+    with pytest.raises(ManifestChanged):
+        compaction._commit(lake_uri, compaction.Manifest(read.generation + 1), read)
+    assert load_manifest(lake_uri).generation == read.generation + 1
+    assert all(len(rows) == len(VIDEOS) + 1 for rows in figures(lake_uri).values())
+
+
+def test_compaction_on_s3(s3: S3Server) -> None:
+    s3.client().create_bucket(Bucket="lake")
+    lake_uri = "s3://lake/bodyscript"
+    for seed, video in enumerate(VIDEOS[:2]):
+        make_video(lake_uri, video, seed)
+    before = figures(lake_uri)
+    report = compact(lake_uri)
+    assert report.deleted == 2 * len(TABLES) and fresh_count(lake_uri) == 0
+    assert figures(lake_uri) == before
+    assert polars_counts(lake_uri, "landmarks") == {v: before["landmarks"][v][0] for v in VIDEOS[:2]}
+    assert set(restore(lake_uri, "clip-1")) == set(TABLES)
+    remove(lake_uri, ["clip-0"])
+    after = figures(lake_uri)
+    assert all(after[t] == {v: f for v, f in before[t].items() if v != "clip-0"} for t in TABLES)
+    assert scan(lake_uri, "videos").collect()["video"].to_list() == ["clip-1"]
