@@ -526,6 +526,7 @@ def _query(settings: Settings, sql: str, fmt: str, output: Path | None) -> int:
 
 def _export(settings: Settings, partition: str, fmt: str, output: Path | None, person: int = 0) -> int:
     from bodyscript_pipeline.exports.tables import write_json, write_long_csv
+    from bodyscript_pipeline.lake.compaction import restore
     from bodyscript_pipeline.steps.exports import write_person_mot, write_person_trc
 
     writers: dict[str, Callable[[str, str, TextIO], int]] = {
@@ -535,6 +536,7 @@ def _export(settings: Settings, partition: str, fmt: str, output: Path | None, p
         "mot": lambda lake, key, out: write_person_mot(lake, key, person, out),
     }
     writer = writers[fmt]
+    restore(settings.lake_uri, partition)  # a compacted video's per-video files, back as they were
     if output is None:
         writer(settings.lake_uri, partition, sys.stdout)
         return 0

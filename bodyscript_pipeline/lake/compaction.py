@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from bodyscript_pipeline import storage
@@ -232,7 +233,7 @@ class _Writer:
         )
         self._rows += rows
         self._videos += 1
-        if self._rows + self._pending_rows >= self.file_rows:
+        if self._rows >= self.file_rows:
             self.close()
         return rows
 
@@ -266,21 +267,30 @@ def _batches(uri: str, table: str) -> tuple[list[pa.RecordBatch], dict[str, str]
 def _rewrite(
     lake_uri: str, table: str, file: CompactedFile, drop: Collection[str], writer: _Writer, index: pa.Table
 ) -> None:
-    """``file``'s rows without the videos in ``drop``, into ``writer``: whole videos, in the file's order."""
+    """``file``'s rows without the videos in ``drop``, into ``writer``: whole videos, in the file's order, one
+    video's rows in memory at a time."""
     fs, path = storage.filesystem(compacted_uri(lake_uri, file.file))
-    kept = pq.read_table(path, filesystem=fs, filters=~pc.field(VIDEO).isin(list(drop)))
-    videos = kept[VIDEO]
-    if not kept.num_rows:
-        return
     entries = {row[VIDEO]: row for row in index.filter(pc.equal(index["file"], file.file)).to_pylist()}
-    data = kept.drop_columns([VIDEO])
-    starts = pc.run_end_encode(videos).combine_chunks()  # runs of one video (the file is sorted by video)
-    begin = 0
-    for video, end in zip(starts.values.to_pylist(), starts.run_ends.to_pylist(), strict=True):
-        entry = entries[video]
-        batches = data.slice(begin, end - begin).to_batches(max_chunksize=ROW_GROUP_ROWS)
-        writer.add(video, batches, entry["modified"], json.loads(entry["metadata"]))
-        begin = end
+    source = ds.dataset(path, filesystem=fs, format="parquet")
+    current: str | None = None
+    rows: list[pa.RecordBatch] = []
+
+    def flush() -> None:
+        if current is not None:
+            entry = entries[current]
+            writer.add(current, rows, entry["modified"], json.loads(entry["metadata"]))
+
+    for batch in source.to_batches(filter=~pc.field(VIDEO).isin(list(drop)), batch_size=ROW_GROUP_ROWS):
+        runs = pc.run_end_encode(batch.column(VIDEO))  # the file is sorted by video: a few runs per batch
+        data = batch.drop_columns([VIDEO])
+        begin = 0
+        for video, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
+            if video != current:
+                flush()
+                current, rows = video, []
+            rows.append(data.slice(begin, end - begin))
+            begin = end
+    flush()
 
 
 def _commit(lake_uri: str, new: Manifest, read: Manifest) -> None:

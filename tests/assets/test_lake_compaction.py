@@ -3,6 +3,8 @@ retention and erasure of compacted videos."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from resources import PipelineResource
 from tests.bodyscript_pipeline.lake.test_compaction import figures, make_video
 
 VIDEOS = ["clip-a", "clip-b", "clip-c"]
+BODYSCRIPT = str(Path(sys.executable).with_name("bodyscript"))
 DAY = 86400
 
 
@@ -100,3 +103,15 @@ def test_erasure_removes_a_compacted_videos_rows_only(settings: Settings) -> Non
     for table in TABLES:
         assert after[table] == {v: f for v, f in before[table].items() if v != "clip-c"}
     assert not any(Path(settings.lake_uri.removeprefix("file://")).rglob("*clip-c*"))
+
+
+def test_bodyscript_export_reads_a_compacted_video(settings: Settings) -> None:
+    def export() -> str:
+        command = [BODYSCRIPT, "export", "clip-b", "--format", "csv"]
+        return subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout
+
+    before = export()
+    compaction.compact(settings.lake_uri)
+    assert not storage.exists(VideoLake(settings.lake_uri, "clip-b").table_part("landmarks"))
+    assert export() == before
+    assert before.count("\n") > 1000

@@ -127,8 +127,13 @@ def test_restore_gives_back_each_file_as_it_was(lake_uri: str) -> None:
 
 def test_removing_one_video_rewrites_the_files_without_only_its_rows(lake_uri: str) -> None:
     before = figures(lake_uri)
-    compact(lake_uri)
-    old = {uri for table in TABLES for uri in compaction.file_uris(lake_uri, table)}
+    kept = VideoLake(lake_uri, "clip-4")
+    original = {table: pq.read_table(kept.table_part(table).removeprefix("file://")) for table in TABLES}
+    compact(lake_uri, file_rows=20_000)
+    index = compaction.read_index(lake_uri, load_manifest(lake_uri), "clip-3")
+    old = {compaction.compacted_uri(lake_uri, file) for file in index["file"].to_pylist()}
+    untouched = {uri for table in TABLES for uri in compaction.file_uris(lake_uri, table)} - old
+    assert untouched  # several files a table: only those holding the video are rewritten
     removal = remove(lake_uri, ["clip-3"])
     assert removal.videos == {"clip-3"} and removal.rows == sum(before[t]["clip-3"][0] for t in TABLES)
     after = figures(lake_uri)
@@ -138,10 +143,15 @@ def test_removing_one_video_rewrites_the_files_without_only_its_rows(lake_uri: s
     for uri in old:  # the rows are gone at once, not kept for earlier readers
         assert not storage.exists(uri)
     for table in TABLES:
-        for uri in compaction.file_uris(lake_uri, table):
-            videos = set(pq.read_table(uri.removeprefix("file://"), columns=["video"])["video"].to_pylist())
-            assert videos == set(VIDEOS) - {"clip-3"}
+        files = compaction.file_uris(lake_uri, table)
+        assert untouched & set(files) == {uri for uri in untouched if f"/{table}/" in uri}
+        videos = [pq.read_table(uri.removeprefix("file://"), columns=["video"])["video"] for uri in files]
+        assert {v for column in videos for v in column.to_pylist()} == set(VIDEOS) - {"clip-3"}
     assert restore(lake_uri, "clip-3") == []
+    restore(lake_uri, "clip-4")  # a video carried over into rewritten files comes back as it was
+    for table in TABLES:
+        back = pq.read_table(kept.table_part(table).removeprefix("file://"))
+        assert back.equals(original[table]) and back.schema.metadata == original[table].schema.metadata, table
 
 
 def test_a_video_made_again_is_compacted_once_in_its_new_version(lake_uri: str) -> None:
