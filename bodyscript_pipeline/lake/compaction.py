@@ -153,6 +153,12 @@ def read_index(lake_uri: str, manifest: Manifest, video: str | None = None) -> p
     return pq.read_table(path, filesystem=fs, filters=filters, schema=INDEX_SCHEMA)
 
 
+def holds(lake_uri: str, video: str, table: str) -> bool:
+    """Whether compacted files hold ``video``'s file of ``table``."""
+    index = read_index(lake_uri, load_manifest(lake_uri), video)
+    return table in index["table"].to_pylist()
+
+
 @dataclass(frozen=True)
 class FreshFile:
     table: str

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bodyscript_pipeline import analytics, storage
+from bodyscript_pipeline.lake import compaction
 from bodyscript_pipeline.lake.lineage import LineageRow, read_lineage
 from bodyscript_pipeline.lake.paths import LINEAGE, VideoLake
 from bodyscript_pipeline.settings import Settings
@@ -103,17 +104,22 @@ def stale_partitions(lake_uri: str, settings: Settings) -> dict[str, dict[str, s
     }
 
 
+# The table of an asset's output, where it has one (the ``metrics`` step writes ``videos`` last).
+OUTPUT_TABLES = {
+    "frames": "frames",
+    "landmarks": "landmarks",
+    "clean_landmarks": "landmarks_clean",
+    "metrics": "videos",
+}
+
+
 def _output_exists(lake: VideoLake, asset: str) -> bool:
-    """Whether ``asset`` has an output in the lake (made before lineage was recorded, or its row was lost)."""
-    where = {
-        "frames": lake.frame_index,
-        "landmarks": lake.table_part("landmarks"),
-        "overlays": lake.overlay,
-        "clean_landmarks": lake.table_part("landmarks_clean"),
-        "metrics": lake.table_part("videos"),  # its last file
-        "exports": lake.folder("exports"),
-    }
-    return storage.exists(where[asset])
+    """Whether ``asset`` has an output in the lake, per-video or compacted (made before lineage was recorded, or
+    its row was lost)."""
+    table = OUTPUT_TABLES.get(asset)
+    if table is not None:
+        return storage.exists(lake.table_part(table)) or compaction.holds(lake.lake_uri, lake.partition, table)
+    return storage.exists(lake.overlay if asset == "overlays" else lake.folder("exports"))
 
 
 def _shown(value: object) -> str:

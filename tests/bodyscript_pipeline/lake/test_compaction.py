@@ -17,8 +17,10 @@ from bodyscript_pipeline.lake import compaction
 from bodyscript_pipeline.lake.compaction import ManifestChanged, compact, load_manifest, remove, restore
 from bodyscript_pipeline.lake.paths import TABLES, VideoLake
 from bodyscript_pipeline.lake.writing import begin_writing, end_writing
+from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.steps.clean_landmarks import clean_landmarks
 from bodyscript_pipeline.steps.metrics import compute_metrics
+from bodyscript_pipeline.steps.staleness import NO_LINEAGE, changes
 from tests.support.s3_server import S3Server
 from tests.support.synthetic_partition import make_partition
 
@@ -210,3 +212,11 @@ def test_compaction_on_s3(s3: S3Server) -> None:
     after = figures(lake_uri)
     assert all(after[t] == {v: f for v, f in before[t].items() if v != "clip-0"} for t in TABLES)
     assert scan(lake_uri, "videos").collect()["video"].to_list() == ["clip-1"]
+
+
+def test_outputs_made_before_lineage_are_found_compacted(lake_uri: str, tmp_path: Path) -> None:
+    settings = Settings.from_env({"BODYSCRIPT_HOME": str(tmp_path / "home")})
+    found = changes(lake_uri, "clip-1", settings)
+    assert found["landmarks"] == found["metrics"] == NO_LINEAGE
+    compact(lake_uri)
+    assert changes(lake_uri, "clip-1", settings) == found
