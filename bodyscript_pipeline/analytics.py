@@ -15,9 +15,11 @@ write (DuckDB has no read-only directories): :func:`query` runs one ``SELECT`` o
 
 from __future__ import annotations
 
+import os
 import tempfile
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -27,7 +29,17 @@ from fsspec.implementations.local import LocalFileSystem
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake import compaction
-from bodyscript_pipeline.lake.paths import LINEAGE, TABLE_FILES, TABLES, WRITING, fleet_summary_uri, writing_partitions
+from bodyscript_pipeline.lake.paths import (
+    FRESH,
+    LINEAGE,
+    TABLE_FILES,
+    TABLES,
+    WRITING,
+    fleet_summary_uri,
+    marked_partitions,
+    marker_pattern,
+    writing_partitions,
+)
 from bodyscript_pipeline.lake.schemas import SCHEMAS
 
 PARTITIONED_FILES = {**TABLE_FILES, LINEAGE: "*.parquet"}  # lineage: one file per asset
@@ -44,8 +56,20 @@ def _pattern(lake_uri: str, table: str) -> str:
 
 
 def _has_files(lake_uri: str, table: str) -> bool:
-    fs, pattern = storage.filesystem(_pattern(lake_uri, table))
-    return bool(fs.glob(pattern))
+    """Whether the table has a file; over a local lake, without listing every video's folder."""
+    if table == "fleet_summary":
+        return storage.exists(fleet_summary_uri(lake_uri))
+    root = storage.local_path(storage.join(lake_uri, table))
+    if root is None:
+        fs, pattern = storage.filesystem(_pattern(lake_uri, table))
+        return bool(fs.glob(pattern))
+    if not root.is_dir():
+        return False
+    with os.scandir(root) as folders:
+        return any(
+            folder.name.startswith("video=") and any(Path(folder.path).glob(PARTITIONED_FILES[table]))
+            for folder in folders
+        )
 
 
 def _empty(table: str) -> pa.Table:
@@ -62,13 +86,35 @@ def connect(lake_uri: str, tables: Iterable[str] = VIEWS, by_name: bool = True) 
     of files, for a caller that reads only columns every version of the table has (the reprocessing sensor)."""
     con, local = _sandbox(lake_uri)
     _writing_view(con, lake_uri, local)
-    manifest = compaction.load_manifest(lake_uri)
+    sources = Sources(lake_uri)
     for table in tables:
         if table not in VIEWS:
             raise ValueError(f"unknown table {table!r}; tables: {', '.join(VIEWS)}")
-        _view(con, lake_uri, table, local, by_name, compaction.file_uris(lake_uri, table, manifest))
+        _view(con, lake_uri, table, local, by_name, sources)
     con.execute("SET lock_configuration = true")
     return con
+
+
+class Sources:
+    """Where each table's rows are, as the views and scans read them. A lake never compacted: every per-video
+    file (a Hive pattern, matched at each query). A compacted lake (``lake.compaction``): its compacted files,
+    less the videos marked fresh since, whose per-video files are read instead; looked up when opened, so no
+    listing of every video's folder."""
+
+    def __init__(self, lake_uri: str) -> None:
+        self.lake_uri = lake_uri
+        self.manifest = compaction.load_manifest(lake_uri)
+        self.compacted = self.manifest.generation > 0
+        self.marked = marked_partitions(lake_uri, FRESH) if self.compacted else []
+
+    def compacted_files(self, table: str) -> list[str]:
+        return compaction.file_uris(self.lake_uri, table, self.manifest) if table in TABLES else []
+
+    def fresh_files(self, table: str) -> list[str] | None:
+        """The per-video files to read: a list in a compacted lake, None where the Hive pattern says."""
+        if not self.compacted or table not in TABLES:
+            return None
+        return compaction.fresh_for_views(self.lake_uri, table, self.marked)
 
 
 def _sandbox(lake_uri: str) -> tuple[duckdb.DuckDBPyConnection, bool]:
@@ -89,45 +135,49 @@ def _sandbox(lake_uri: str) -> tuple[duckdb.DuckDBPyConnection, bool]:
 
 
 def _view(
-    con: duckdb.DuckDBPyConnection, lake_uri: str, table: str, local: bool, by_name: bool, compacted: list[str]
+    con: duckdb.DuckDBPyConnection, lake_uri: str, table: str, local: bool, by_name: bool, sources: Sources
 ) -> None:
-    """The table's view: its compacted files' rows of videos without a fresh file, then its fresh files' rows
-    (compaction.py), less the videos a run is writing."""
-    fresh = _has_files(lake_uri, table)
-    if not fresh and not compacted:
+    """The table's view (:class:`Sources`), less the videos a run is writing."""
+    compacted, fresh = sources.compacted_files(table), sources.fresh_files(table)
+    pattern = _sql_path(_pattern(lake_uri, table), local)
+    if fresh is None:
+        fresh_source = pattern if _has_files(lake_uri, table) else None
+    else:
+        fresh_source = "[" + ", ".join(_sql_path(uri, local) for uri in fresh) + "]" if fresh else None
+    if fresh_source is None and not compacted:
         con.register(f"_empty_{table}", _empty(table))
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")  # noqa: S608 - names are constants
         return
     if table == "fleet_summary":
-        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({_sql_path(_pattern(lake_uri, table), local)})")  # noqa: S608
+        con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet({pattern})")  # noqa: S608
         return
     # Names are constants and locations quoted (_sql_path) in every statement here.
     shown = f"video NOT IN (SELECT video FROM {WRITING_VIEW})"  # noqa: S608
     branches = []
     if compacted:
         files = ", ".join(_sql_path(uri, local) for uri in compacted)
-        superseded = ""
-        if fresh:
-            con.execute(
-                f"CREATE VIEW _fresh_{table} AS SELECT regexp_extract(file, 'video=([^/]+)/', 1) AS video "  # noqa: S608
-                f"FROM glob({_sql_path(_pattern(lake_uri, table), local)})"
-            )
-            superseded = f" AND video NOT IN (SELECT video FROM _fresh_{table})"  # noqa: S608
+        marked = ", ".join(_sql_text(_video_of(uri)) for uri in fresh or [])
+        superseded = f" AND video NOT IN ({marked})" if marked else ""
         branches.append(f"SELECT * FROM read_parquet([{files}]) WHERE {shown}{superseded}")  # noqa: S608
-    if fresh:
+    if fresh_source is not None:
         options = ", hive_partitioning = true, hive_types = {'video': VARCHAR}"
         if table in EVOLVING and by_name:
             options += ", union_by_name = true"
-        branches.append(
-            f"SELECT * FROM read_parquet({_sql_path(_pattern(lake_uri, table), local)}{options}) WHERE {shown}"  # noqa: S608
-        )
+        branches.append(f"SELECT * FROM read_parquet({fresh_source}{options}) WHERE {shown}")  # noqa: S608
     con.execute(f"CREATE VIEW {table} AS " + " UNION ALL BY NAME ".join(branches))
+
+
+def _video_of(uri: str) -> str:
+    return uri.rsplit("video=", 1)[1].split("/", 1)[0]
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _sql_path(uri: str, local: bool) -> str:
     """A lake location as a SQL string literal."""
-    path = uri.removeprefix("file://") if local else uri
-    return "'" + path.replace("'", "''") + "'"
+    return _sql_text(uri.removeprefix("file://") if local else uri)
 
 
 OUTSIDE = "query reaches outside the lake"
@@ -156,14 +206,11 @@ WRITING_VIEW = "_writing"
 
 
 def _writing_view(con: duckdb.DuckDBPyConnection, lake_uri: str, local: bool) -> None:
-    """The partitions a run is writing now (their ``writing.json`` markers), looked up at each query."""
-    pattern = f"{lake_uri.rstrip('/')}/sources/video=*/{WRITING}"
-    if local:
-        pattern = pattern.removeprefix("file://")
-    pattern = pattern.replace("'", "''")
+    """The partitions a run is writing now (their markers), looked up at each query."""
+    pattern = _sql_path(marker_pattern(lake_uri, WRITING), local)
     con.execute(
         f"CREATE VIEW {WRITING_VIEW} AS SELECT regexp_extract(file, 'video=([^/]+)/', 1) AS video "  # noqa: S608
-        f"FROM glob('{pattern}')"
+        f"FROM glob({pattern})"
     )
 
 
@@ -186,24 +233,26 @@ def scan(lake_uri: str, table: str) -> pl.LazyFrame:
     column), read as :func:`connect`'s views are."""
     if table not in VIEWS:
         raise ValueError(f"unknown table {table!r}; tables: {', '.join(VIEWS)}")
-    compacted = compaction.file_uris(lake_uri, table) if table in TABLES else []
-    fresh = _has_files(lake_uri, table)
+    sources = Sources(lake_uri)
+    compacted, fresh = sources.compacted_files(table), sources.fresh_files(table)
+    pattern = _pattern(lake_uri, table)
+    if fresh is None:
+        fresh = [pattern] if _has_files(lake_uri, table) else []
     if not fresh and not compacted:
         return pl.from_arrow(_empty(table)).lazy()  # type: ignore[union-attr]
-    pattern = _pattern(lake_uri, table)
     remote = pattern.startswith("s3://")
     options = polars_storage_options() if remote else None
 
-    def source(uri: str) -> str:
-        return uri if remote else uri.removeprefix("file://")
+    def source(uris: list[str]) -> list[str]:
+        return uris if remote else [uri.removeprefix("file://") for uri in uris]
 
     if table == "fleet_summary":
-        return pl.scan_parquet(source(pattern), storage_options=options)
+        return pl.scan_parquet(source([pattern]), storage_options=options)
     frames = []
     if compacted:
-        superseded = _fresh_videos(lake_uri, table) if fresh else []
-        merged = pl.scan_parquet([source(uri) for uri in compacted], storage_options=options)
-        frames.append(merged.filter(~pl.col("video").is_in(superseded)) if superseded else merged)
+        merged = pl.scan_parquet(source(compacted), storage_options=options)
+        marked = [_video_of(uri) for uri in fresh if uri != pattern]
+        frames.append(merged.filter(~pl.col("video").is_in(marked)) if marked else merged)
     if fresh:
         evolving: dict[str, object] = {}
         if table in EVOLVING:  # every file read as the current schema: older files' missing fields are null
@@ -214,7 +263,7 @@ def scan(lake_uri: str, table: str) -> pl.LazyFrame:
             }
         frames.append(
             pl.scan_parquet(
-                source(pattern),
+                source(fresh),
                 hive_partitioning=True,
                 hive_schema={"video": pl.String},
                 storage_options=options,
@@ -223,8 +272,3 @@ def scan(lake_uri: str, table: str) -> pl.LazyFrame:
         )
     frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal")
     return frame.filter(~pl.col("video").is_in(writing_partitions(lake_uri)))
-
-
-def _fresh_videos(lake_uri: str, table: str) -> list[str]:
-    fs, pattern = storage.filesystem(_pattern(lake_uri, table))
-    return [str(path).rsplit("video=", 1)[1].split("/", 1)[0] for path in fs.glob(pattern)]

@@ -29,7 +29,8 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -44,7 +45,7 @@ import pyarrow.parquet as pq
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake.parquet import ROW_GROUP_ROWS, conform, parquet_writer, write_table
-from bodyscript_pipeline.lake.paths import TABLE_FILES, TABLES, VideoLake, writing_partitions
+from bodyscript_pipeline.lake.paths import FRESH, TABLE_FILES, TABLES, VideoLake, writing_partitions
 from bodyscript_pipeline.lake.schemas import with_table_metadata
 
 COMPACTED = "compacted"
@@ -270,6 +271,27 @@ def _batches(uri: str, table: str) -> tuple[list[pa.RecordBatch], dict[str, str]
         return [conform(table, schema, batch) for batch in source.iter_batches(batch_size=ROW_GROUP_ROWS)], metadata
 
 
+READ_AHEAD = 16  # fresh files read at once, in threads, while the previous ones are compressed
+
+
+def _read_ahead(
+    files: list[FreshFile], table: str
+) -> Iterator[tuple[FreshFile, tuple[list[pa.RecordBatch], dict[str, str]] | Exception]]:
+    """Each file's rows and own metadata (or why it cannot be read), in order; the next few files are read in
+    threads meanwhile (Arrow decodes without the GIL), a few files' rows in memory at most."""
+
+    def read(fresh: FreshFile) -> tuple[list[pa.RecordBatch], dict[str, str]] | Exception:
+        try:
+            return _batches(fresh.uri, table)
+        except (ValueError, OSError) as error:
+            return error
+
+    with ThreadPoolExecutor(2) as pool:
+        for start in range(0, len(files), READ_AHEAD):
+            chunk = files[start : start + READ_AHEAD]
+            yield from zip(chunk, pool.map(read, chunk), strict=True)
+
+
 def _rewrite(
     lake_uri: str, table: str, file: CompactedFile, drop: Collection[str], writer: _Writer, index: pa.Table
 ) -> None:
@@ -350,6 +372,7 @@ def compact(
     started = time.perf_counter()
     now = time.time() if now is None else now
     read = load_manifest(lake_uri)
+    listed_at = time.time()
     writing = set(writing_partitions(lake_uri))
     fresh = {t: {v: f for v, f in fresh_files(lake_uri, t).items() if v not in writing} for t in TABLES}
     report = CompactionReport(generation=read.generation)
@@ -363,6 +386,7 @@ def compact(
     new_index: list[pa.Table] = []
     dropped: list[str] = []
     written: list[str] = []
+    kept_videos: set[str] = set()
     with TemporaryDirectory(prefix="bodyscript-compact-") as tmp:
         for table in TABLES:
             # Old files that hold a video taken now are rewritten without it, apart: each file stays sorted.
@@ -377,14 +401,12 @@ def compact(
                     _rewrite(lake_uri, table, file, set(superseded[VIDEO].to_pylist()), rewriter, entries)
                     dropped.append(file.file)
             rewriter.close()
-            for video in sorted(taken):
-                fresh_file = taken[video]
-                try:
-                    batches, metadata = _batches(fresh_file.uri, table)
-                except (ValueError, OSError) as error:  # another schema version, unreadable: stays fresh
-                    report.kept.append(f"{table}/{video}: {str(error).splitlines()[0]}")
+            for fresh_file, content in _read_ahead([taken[video] for video in sorted(taken)], table):
+                if isinstance(content, Exception):  # another schema version, unreadable: stays fresh
+                    report.kept.append(f"{table}/{fresh_file.video}: {str(content).splitlines()[0]}")
+                    kept_videos.add(fresh_file.video)
                     continue
-                report.rows += writer.add(video, batches, fresh_file.modified, metadata)
+                report.rows += writer.add(fresh_file.video, content[0], fresh_file.modified, content[1])
                 merged.append(fresh_file)
             writer.close()
             made = rewriter.files + writer.files
@@ -395,34 +417,56 @@ def compact(
     new = _swap(lake_uri, read, tables, pa.concat_tables(new_index), dropped, now, written, at_once=False)
     report.generation, report.files_out = new.generation, len(written)
     report.files_in, report.videos = len(merged), len({f.video for f in merged})
-    report.deleted = _delete_merged(lake_uri, merged)
+    report.deleted = _delete_merged(lake_uri, merged, listed_at)
+    for video in sorted(kept_videos):  # the views read what stays per-video
+        storage.write_bytes(VideoLake(lake_uri, video).fresh, b"{}")
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _delete_merged(lake_uri: str, merged: list[FreshFile]) -> int:
-    """Delete the fresh files now in compacted files: only those unchanged since listed, of videos no run is
-    writing (a run restores or rewrites them under its marker; the fresh file then hides the compacted rows)."""
+def _delete_merged(lake_uri: str, merged: list[FreshFile], listed_at: float) -> int:
+    """Delete the fresh files now in compacted files, video by video: only those unchanged since listed, of
+    videos no run is writing (a run restores or rewrites them under its marker). A video whose files all went
+    loses its fresh marker too, unless a run ended since the listing (it wrote the marker again)."""
     fs, _ = storage.filesystem(lake_uri)
     deleted = 0
-    writing = set(writing_partitions(lake_uri))
+    by_video: dict[str, list[FreshFile]] = {}
     for fresh in merged:
-        if fresh.video in writing:
+        by_video.setdefault(fresh.video, []).append(fresh)
+    writing = set(writing_partitions(lake_uri))
+    for video, files in sorted(by_video.items()):
+        lake = VideoLake(lake_uri, video)
+        if video in writing or storage.exists(lake.writing):
             continue
-        _, path = storage.filesystem(fresh.uri)
-        try:
-            info = fs.info(path)
-        except FileNotFoundError:
-            continue
-        if _token(info) != fresh.token or storage.exists(VideoLake(lake_uri, fresh.video).writing):
-            continue
-        fs.rm_file(path)
-        deleted += 1
-        local = storage.local_path(fresh.uri)
-        if local is not None:  # an emptied local folder goes too (S3 has none): fleet listings stay short
-            with contextlib.suppress(OSError):
-                local.parent.rmdir()
+        gone = 0
+        for fresh in files:
+            _, path = storage.filesystem(fresh.uri)
+            try:
+                info = fs.info(path)
+            except FileNotFoundError:
+                continue
+            if _token(info) != fresh.token:
+                continue
+            fs.rm_file(path)
+            gone += 1
+            local = storage.local_path(fresh.uri)
+            if local is not None:  # an emptied local folder goes too (S3 has none): fleet listings stay short
+                with contextlib.suppress(OSError):
+                    local.parent.rmdir()
+        deleted += gone
+        if gone == len(files):
+            _, marker = storage.filesystem(lake.fresh)
+            with contextlib.suppress(FileNotFoundError):
+                if storage.modified_at(fs.info(marker)) < listed_at:
+                    storage.delete_tree(lake.folder(FRESH))
     return deleted
+
+
+def fresh_for_views(lake_uri: str, table: str, fresh: Collection[str]) -> list[str]:
+    """In a compacted lake, the per-video files the views read instead of compacted rows: those of the videos
+    marked fresh (``fresh``: a run of them ended since the last compaction) that exist."""
+    found = (VideoLake(lake_uri, video).table_part(table) for video in sorted(fresh))
+    return [uri for uri in found if storage.exists(uri)]
 
 
 def restore(lake_uri: str, video: str, tables: Collection[str] = TABLES, into: str | None = None) -> list[str]:

@@ -2,7 +2,8 @@
 
 ```
 <lake>/sources/video=<partition>/source.json          the source object's URI and version
-<lake>/sources/video=<partition>/writing.json         while a run writes the outputs (views leave them out)
+<lake>/writing/video=<partition>/run.json            while a run writes the outputs (views leave them out)
+<lake>/fresh/video=<partition>/fresh.json            per-video files newer than the compacted ones (lake/compaction.py)
 <lake>/videos/video=<partition>/part-0.parquet        probe data, source, version, summary
 <lake>/frames/video=<partition>/index.parquet         frame index: index, pts, timestamp_ms
 <lake>/frames/video=<partition>/probe.json            probe of the source
@@ -33,7 +34,10 @@ from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake.partition_keys import check_partition_key
 from bodyscript_pipeline.storage import filesystem, join
 
-WRITING = "writing.json"
+# Markers in folders of their own, holding only the videos concerned: the views look them up at each query or
+# connection, in a listing as short as the runs in flight or the videos written since the last compaction.
+WRITING = "writing"
+FRESH = "fresh"
 TABLES = ("videos", "frames", "landmarks", "landmarks_clean", "quality", "frame_metrics", "video_metrics")
 # The one Parquet file of each table in a video's folder.
 TABLE_FILES = {table: "index.parquet" if table == "frames" else "part-0.parquet" for table in TABLES}
@@ -46,10 +50,22 @@ def fleet_summary_uri(lake_uri: str) -> str:
     return join(lake_uri, "fleet_summary", "part-0.parquet")
 
 
+def marker_pattern(lake_uri: str, marker: str) -> str:
+    """Every marker of one kind (``WRITING``, ``FRESH``)."""
+    return f"{lake_uri.rstrip('/')}/{marker}/video=*/{MARKER_FILES[marker]}"
+
+
+MARKER_FILES = {WRITING: "run.json", FRESH: "fresh.json"}
+
+
+def marked_partitions(lake_uri: str, marker: str) -> list[str]:
+    fs, pattern = filesystem(marker_pattern(lake_uri, marker))
+    return sorted(str(path).rsplit("video=", 1)[1].split("/", 1)[0] for path in fs.glob(pattern))
+
+
 def writing_partitions(lake_uri: str) -> list[str]:
-    """The partitions a run is writing now (their ``writing.json`` markers)."""
-    fs, pattern = filesystem(f"{lake_uri.rstrip('/')}/sources/video=*/{WRITING}")
-    return [str(path).rsplit("video=", 1)[1].split("/", 1)[0] for path in fs.glob(pattern)]
+    """The partitions a run is writing now."""
+    return marked_partitions(lake_uri, WRITING)
 
 
 @dataclass(frozen=True)
@@ -73,7 +89,13 @@ class VideoLake:
     def writing(self) -> str:
         """Present while a run writes the partition's outputs: the lake's views leave the partition out until
         the run has written them all, so no reader sees a half-written set."""
-        return join(self.folder("sources"), WRITING)
+        return join(self.folder(WRITING), MARKER_FILES[WRITING])
+
+    @property
+    def fresh(self) -> str:
+        """Present from a run's end to the next compaction: the views read this video's per-video files, not
+        its compacted rows."""
+        return join(self.folder(FRESH), MARKER_FILES[FRESH])
 
     @property
     def frame_index(self) -> str:

@@ -1,4 +1,4 @@
-"""While a run writes a partition, the lake's views leave it out: a marker under ``sources/`` says so."""
+"""While a run writes a partition, the lake's views leave it out: a marker under ``writing/`` says so."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.lake.compaction import restore
-from bodyscript_pipeline.lake.paths import VideoLake
+from bodyscript_pipeline.lake.paths import WRITING, VideoLake
 
 
 def begin_writing(lake_uri: str, partition: str, run_id: str) -> None:
@@ -17,5 +17,8 @@ def begin_writing(lake_uri: str, partition: str, run_id: str) -> None:
 
 
 def end_writing(lake_uri: str, partition: str) -> None:
-    """Every output of the run is written: the partition's new set shows in the views at once."""
-    storage.delete_tree(VideoLake(lake_uri, partition).writing)
+    """Every output of the run is written: the partition's new set shows in the views at once (its per-video
+    files, marked fresh, rather than any compacted rows of it)."""
+    lake = VideoLake(lake_uri, partition)
+    storage.write_bytes(lake.fresh, b"{}")
+    storage.delete_tree(lake.folder(WRITING))

@@ -15,7 +15,7 @@ from bodyscript_pipeline.analytics import connect, scan
 from bodyscript_pipeline.cleaning.filters import CleaningOptions
 from bodyscript_pipeline.lake import compaction
 from bodyscript_pipeline.lake.compaction import ManifestChanged, compact, load_manifest, remove, restore
-from bodyscript_pipeline.lake.paths import TABLES, VideoLake
+from bodyscript_pipeline.lake.paths import FRESH, TABLES, VideoLake, marked_partitions, writing_partitions
 from bodyscript_pipeline.lake.writing import begin_writing, end_writing
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.steps.clean_landmarks import clean_landmarks
@@ -65,6 +65,13 @@ def fresh_count(lake_uri: str) -> int:
     return sum(len(compaction.fresh_files(lake_uri, table)) for table in TABLES)
 
 
+def run_video(lake_uri: str, video: str, seed: int) -> None:
+    """What a run does: the video hidden, its files restored, written, then shown (marked fresh)."""
+    begin_writing(lake_uri, video, "run-1")
+    make_video(lake_uri, video, seed)
+    end_writing(lake_uri, video)
+
+
 @pytest.fixture
 def lake_uri(tmp_path: Path) -> str:
     uri = f"file://{tmp_path / 'lake'}"
@@ -86,9 +93,11 @@ def test_compacted_and_fresh_files_answer_every_view_like_the_per_video_files(la
     assert figures(lake_uri) == before
     assert {table: polars_counts(lake_uri, table) for table in TABLES} == counts
 
-    # A new video after compaction, and a compacted one restored (its fresh files and compacted rows both there).
-    make_video(lake_uri, "clip-new", 9)
-    assert set(restore(lake_uri, "clip-2")) == set(TABLES)
+    # A video run after compaction; a compacted one restored and run again (its per-video files and compacted rows
+    # both there, its files marked fresh); one restored by a reader alone (not marked: its compacted rows count).
+    run_video(lake_uri, "clip-new", 9)
+    run_video(lake_uri, "clip-2", 2)
+    assert set(restore(lake_uri, "clip-3")) == set(TABLES)
     after = figures(lake_uri)
     for table in TABLES:
         assert after[table].pop("clip-new")[0] > 0
@@ -157,13 +166,15 @@ def test_removing_one_video_rewrites_the_files_without_only_its_rows(lake_uri: s
 
 
 def test_a_video_made_again_is_compacted_once_in_its_new_version(lake_uri: str) -> None:
+    figures_before = figures(lake_uri)
     compact(lake_uri)
-    begin_writing(lake_uri, "clip-0", "run-1")  # what a run does first: its files come back
-    make_video(lake_uri, "clip-0", 42)  # the run writes new outputs
-    end_writing(lake_uri, "clip-0")
+    run_video(lake_uri, "clip-0", 42)  # new outputs
+    assert marked_partitions(lake_uri, FRESH) == ["clip-0"] and writing_partitions(lake_uri) == []
     remade = figures(lake_uri)
+    assert remade != figures_before
     report = compact(lake_uri)
     assert report.videos == 1
+    assert marked_partitions(lake_uri, FRESH) == []
     assert figures(lake_uri) == remade
     index = compaction.read_index(lake_uri, load_manifest(lake_uri))
     pairs = list(zip(index["video"].to_pylist(), index["table"].to_pylist(), strict=True))
@@ -189,7 +200,7 @@ def test_too_few_videos_compact_nothing(lake_uri: str) -> None:
 def test_a_manifest_replaced_meanwhile_commits_nothing(lake_uri: str) -> None:
     compact(lake_uri)
     read = load_manifest(lake_uri)
-    make_video(lake_uri, "clip-new", 9)
+    run_video(lake_uri, "clip-new", 9)
     compact(lake_uri)  # another writer, after `read` was loaded
     with pytest.raises(ManifestChanged):
         compaction._commit(lake_uri, compaction.Manifest(read.generation + 1), read)
