@@ -29,10 +29,11 @@ from fsspec.implementations.local import LocalFileSystem
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake import compaction
+from bodyscript_pipeline.lake.compaction import COMPACTED_TABLES
 from bodyscript_pipeline.lake.paths import (
+    FILE_PATTERNS,
     FRESH,
     LINEAGE,
-    TABLE_FILES,
     TABLES,
     WRITING,
     fleet_summary_uri,
@@ -42,7 +43,7 @@ from bodyscript_pipeline.lake.paths import (
 )
 from bodyscript_pipeline.lake.schemas import SCHEMAS
 
-PARTITIONED_FILES = {**TABLE_FILES, LINEAGE: "*.parquet"}  # lineage: one file per asset
+PARTITIONED_FILES = FILE_PATTERNS
 VIEWS = (*TABLES, LINEAGE, "fleet_summary")
 # Tables whose files may differ in columns or struct fields (a run-scope setting added later is a new field of
 # ``lineage.settings``): read by name, a field missing from older files is null.
@@ -108,11 +109,11 @@ class Sources:
         self.marked = marked_partitions(lake_uri, FRESH) if self.compacted else []
 
     def compacted_files(self, table: str) -> list[str]:
-        return compaction.file_uris(self.lake_uri, table, self.manifest) if table in TABLES else []
+        return compaction.file_uris(self.lake_uri, table, self.manifest) if table in COMPACTED_TABLES else []
 
     def fresh_files(self, table: str) -> list[str] | None:
         """The per-video files to read: a list in a compacted lake, None where the Hive pattern says."""
-        if not self.compacted or table not in TABLES:
+        if not self.compacted or table not in COMPACTED_TABLES:
             return None
         return compaction.fresh_for_views(self.lake_uri, table, self.marked)
 
@@ -154,15 +155,14 @@ def _view(
     # Names are constants and locations quoted (_sql_path) in every statement here.
     shown = f"video NOT IN (SELECT video FROM {WRITING_VIEW})"  # noqa: S608
     branches = []
+    by_names = ", union_by_name = true" if table in EVOLVING and by_name else ""
     if compacted:
         files = ", ".join(_sql_path(uri, local) for uri in compacted)
-        marked = ", ".join(_sql_text(_video_of(uri)) for uri in fresh or [])
+        marked = ", ".join(sorted({_sql_text(_video_of(uri)) for uri in fresh or []}))
         superseded = f" AND video NOT IN ({marked})" if marked else ""
-        branches.append(f"SELECT * FROM read_parquet([{files}]) WHERE {shown}{superseded}")  # noqa: S608
+        branches.append(f"SELECT * FROM read_parquet([{files}]{by_names}) WHERE {shown}{superseded}")  # noqa: S608
     if fresh_source is not None:
-        options = ", hive_partitioning = true, hive_types = {'video': VARCHAR}"
-        if table in EVOLVING and by_name:
-            options += ", union_by_name = true"
+        options = ", hive_partitioning = true, hive_types = {'video': VARCHAR}" + by_names
         branches.append(f"SELECT * FROM read_parquet({fresh_source}{options}) WHERE {shown}")  # noqa: S608
     con.execute(f"CREATE VIEW {table} AS " + " UNION ALL BY NAME ".join(branches))
 
@@ -249,18 +249,24 @@ def scan(lake_uri: str, table: str) -> pl.LazyFrame:
     if table == "fleet_summary":
         return pl.scan_parquet(source([pattern]), storage_options=options)
     frames = []
+    evolving: dict[str, object] = {}
+    if table in EVOLVING:  # every file read as the current schema: older files' missing fields are null
+        evolving = {
+            "missing_columns": "insert",
+            "cast_options": pl.ScanCastOptions(missing_struct_fields="insert", extra_struct_fields="ignore"),
+        }
+        current = pl.Schema(pl.from_arrow(_empty(table)).schema)  # type: ignore[union-attr]
     if compacted:
-        merged = pl.scan_parquet(source(compacted), storage_options=options)
-        marked = [_video_of(uri) for uri in fresh if uri != pattern]
+        merged = pl.scan_parquet(
+            source(compacted),
+            storage_options=options,
+            **({**evolving, "schema": current} if evolving else {}),  # type: ignore[arg-type]
+        )
+        marked = sorted({_video_of(uri) for uri in fresh if uri != pattern})
         frames.append(merged.filter(~pl.col("video").is_in(marked)) if marked else merged)
     if fresh:
-        evolving: dict[str, object] = {}
-        if table in EVOLVING:  # every file read as the current schema: older files' missing fields are null
-            evolving = {
-                "schema": pl.Schema(pl.from_arrow(SCHEMAS[table].empty_table()).schema),  # type: ignore[union-attr]
-                "missing_columns": "insert",
-                "cast_options": pl.ScanCastOptions(missing_struct_fields="insert", extra_struct_fields="ignore"),
-            }
+        if evolving:
+            evolving["schema"] = pl.Schema({k: v for k, v in current.items() if k != "video"})
         frames.append(
             pl.scan_parquet(
                 source(fresh),

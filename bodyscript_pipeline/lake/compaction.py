@@ -1,9 +1,10 @@
-"""Lake compaction: the per-video Parquet files of each table merged into large files sorted by video.
+"""Lake compaction: the per-video Parquet files of each table, lineage included, merged into large files sorted by
+video.
 
 ```
 <lake>/compacted/manifest.json                      the live files of each table and the index, by generation
 <lake>/compacted/<table>/g<gen>-<id>-<n>.parquet    the table's columns, then ``video``; sorted by video
-<lake>/compacted/index/g<gen>-<id>.parquet          per compacted video and table: file, rows, time, metadata
+<lake>/compacted/index/g<gen>-<id>.parquet          per compacted per-video file: where, rows, time, metadata
 ```
 
 - **Reading.** The views (``analytics``) read the manifest's files and the per-video ("fresh") files. A video
@@ -45,10 +46,12 @@ import pyarrow.parquet as pq
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake.parquet import ROW_GROUP_ROWS, conform, parquet_writer, write_table
-from bodyscript_pipeline.lake.paths import FRESH, TABLE_FILES, TABLES, VideoLake, writing_partitions
+from bodyscript_pipeline.lake.paths import FILE_PATTERNS, FRESH, LINEAGE, TABLES, VideoLake, writing_partitions
 from bodyscript_pipeline.lake.schemas import with_table_metadata
 
 COMPACTED = "compacted"
+# The per-video tables compacted: the tables, and lineage (one file per asset, a schema that gains fields).
+COMPACTED_TABLES = (*TABLES, LINEAGE)
 VIDEO = "video"
 FORMAT = 1
 FILE_ROWS = 16 * ROW_GROUP_ROWS  # about 4M rows a file: a few dozen row groups
@@ -59,6 +62,7 @@ INDEX_SCHEMA = pa.schema(
         pa.field(VIDEO, pa.string(), nullable=False),
         pa.field("table", pa.string(), nullable=False),
         pa.field("file", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),  # the per-video file's name in the video's folder
         pa.field("rows", pa.int64(), nullable=False),
         pa.field("modified", pa.float64(), nullable=False),  # when the per-video file was written (retention)
         pa.field("metadata", pa.string(), nullable=False),  # its own key-value metadata, JSON (restoring)
@@ -164,6 +168,7 @@ def holds(lake_uri: str, video: str, table: str) -> bool:
 class FreshFile:
     table: str
     video: str
+    name: str
     uri: str
     token: str  # its listing's version: deleted after merging only if still this one
     modified: float
@@ -176,16 +181,43 @@ def _token(info: dict[str, Any]) -> str:
     return storage.file_version(int(info.get("size") or 0), storage.modified_at(info))
 
 
-def fresh_files(lake_uri: str, table: str) -> dict[str, FreshFile]:
-    """The per-video files of ``table``, by video."""
+def fresh_files(lake_uri: str, table: str) -> list[FreshFile]:
+    """The per-video files of ``table``, by video and name."""
     fs, root = storage.filesystem(lake_uri)
-    name = TABLE_FILES[table]
-    found: dict[str, FreshFile] = {}
-    for path, info in fs.glob(f"{root.rstrip('/')}/{table}/video=*/{name}", detail=True).items():
-        video = str(path).rsplit("video=", 1)[1].split("/", 1)[0]
+    found = []
+    for path, info in fs.glob(f"{root.rstrip('/')}/{table}/video=*/{FILE_PATTERNS[table]}", detail=True).items():
+        video, name = str(path).rsplit("video=", 1)[1].split("/", 1)
         uri = storage.join(lake_uri, table, f"video={video}", name)
-        found[video] = FreshFile(table, video, uri, _token(info), storage.modified_at(info))
-    return found
+        found.append(FreshFile(table, video, name, uri, _token(info), storage.modified_at(info)))
+    return sorted(found, key=lambda f: (f.video, f.name))
+
+
+def _names(table: str, batch: pa.RecordBatch | pa.Table) -> pa.Array:
+    """Each compacted row's per-video file name: the table's one file, or a lineage row's asset file."""
+    if table == LINEAGE:
+        return pc.binary_join_element_wise(batch.column("asset"), ".parquet", "")
+    return pa.array([FILE_PATTERNS[table]] * batch.num_rows, pa.string())
+
+
+def _evolved(table: str, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A lineage file written before a struct field was added: the field null, as the views read it."""
+    if table != LINEAGE:
+        return batch
+    schema = with_table_metadata(table)
+    columns = []
+    for declared in schema:
+        column = batch.column(declared.name)
+        if pa.types.is_struct(declared.type) and column.type != declared.type:
+            names = {column.type.field(i).name for i in range(column.type.num_fields)}
+            children = [
+                pc.struct_field(column, child.name).cast(child.type)
+                if child.name in names
+                else pa.nulls(len(column), child.type)
+                for child in declared.type
+            ]
+            column = pa.StructArray.from_arrays(children, fields=list(declared.type), mask=pc.is_null(column))
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, names=schema.names)
 
 
 def _own_metadata(table: str, metadata: dict[bytes, bytes] | None) -> dict[str, str]:
@@ -213,7 +245,9 @@ class _Writer:
     def _name(self) -> str:
         return f"{self.prefix}-{len(self.files):04d}.parquet"
 
-    def add(self, video: str, batches: Iterable[pa.RecordBatch], modified: float, metadata: dict[str, str]) -> int:
+    def add(
+        self, video: str, name: str, batches: Iterable[pa.RecordBatch], modified: float, metadata: dict[str, str]
+    ) -> int:
         if self._writer is None:
             self._local = self.workdir / f"{len(self.files)}-{self.table}.parquet"
             self._writer = parquet_writer(self._local, self.schema)
@@ -233,6 +267,7 @@ class _Writer:
                 VIDEO: video,
                 "table": self.table,
                 "file": self._name(),
+                "name": name,
                 "rows": rows,
                 "modified": modified,
                 "metadata": json.dumps(metadata, sort_keys=True),
@@ -268,7 +303,8 @@ def _batches(uri: str, table: str) -> tuple[list[pa.RecordBatch], dict[str, str]
         source = pq.ParquetFile(local)
         metadata = _own_metadata(table, source.schema_arrow.metadata)
         schema = with_table_metadata(table)
-        return [conform(table, schema, batch) for batch in source.iter_batches(batch_size=ROW_GROUP_ROWS)], metadata
+        batches = source.iter_batches(batch_size=ROW_GROUP_ROWS)
+        return [conform(table, schema, _evolved(table, batch)) for batch in batches], metadata
 
 
 READ_AHEAD = 16  # fresh files read at once, in threads, while the previous ones are compressed
@@ -295,27 +331,30 @@ def _read_ahead(
 def _rewrite(
     lake_uri: str, table: str, file: CompactedFile, drop: Collection[str], writer: _Writer, index: pa.Table
 ) -> None:
-    """``file``'s rows without the videos in ``drop``, into ``writer``: whole videos, in the file's order, one
-    video's rows in memory at a time."""
+    """``file``'s rows without the videos in ``drop``, into ``writer``: whole per-video files, in the file's order,
+    one of them in memory at a time."""
     fs, path = storage.filesystem(compacted_uri(lake_uri, file.file))
-    entries = {row[VIDEO]: row for row in index.filter(pc.equal(index["file"], file.file)).to_pylist()}
+    held = index.filter(pc.equal(index["file"], file.file)).to_pylist()
+    entries = {(row[VIDEO], row["name"]): row for row in held}
     source = ds.dataset(path, filesystem=fs, format="parquet")
-    current: str | None = None
+    current: tuple[str, str] | None = None
     rows: list[pa.RecordBatch] = []
 
     def flush() -> None:
         if current is not None:
             entry = entries[current]
-            writer.add(current, rows, entry["modified"], json.loads(entry["metadata"]))
+            writer.add(*current, rows, entry["modified"], json.loads(entry["metadata"]))
 
     for batch in source.to_batches(filter=~pc.field(VIDEO).isin(list(drop)), batch_size=ROW_GROUP_ROWS):
-        runs = pc.run_end_encode(batch.column(VIDEO))  # the file is sorted by video: a few runs per batch
+        keys = pc.binary_join_element_wise(batch.column(VIDEO), _names(table, batch), "/")
+        runs = pc.run_end_encode(keys)  # sorted by video and file: a few runs per batch
         data = batch.drop_columns([VIDEO])
         begin = 0
-        for video, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
-            if video != current:
+        for key, end in zip(runs.values.to_pylist(), runs.run_ends.to_pylist(), strict=True):
+            video, name = key.split("/", 1)
+            if (video, name) != current:
                 flush()
-                current, rows = video, []
+                current, rows = (video, name), []
             rows.append(data.slice(begin, end - begin))
             begin = end
     flush()
@@ -374,9 +413,9 @@ def compact(
     read = load_manifest(lake_uri)
     listed_at = time.time()
     writing = set(writing_partitions(lake_uri))
-    fresh = {t: {v: f for v, f in fresh_files(lake_uri, t).items() if v not in writing} for t in TABLES}
+    fresh = {t: [f for f in fresh_files(lake_uri, t) if f.video not in writing] for t in COMPACTED_TABLES}
     report = CompactionReport(generation=read.generation)
-    videos = set().union(*(f.keys() for f in fresh.values()))
+    videos = {f.video for files in fresh.values() for f in files}
     if len(videos) < min_videos or not videos:
         report.seconds = time.perf_counter() - started
         return report
@@ -388,25 +427,27 @@ def compact(
     written: list[str] = []
     kept_videos: set[str] = set()
     with TemporaryDirectory(prefix="bodyscript-compact-") as tmp:
-        for table in TABLES:
+        for table in COMPACTED_TABLES:
             # Old files that hold a video taken now are rewritten without it, apart: each file stays sorted.
             rewriter = _Writer(lake_uri, table, read.generation + 1, Path(tmp), file_rows)
             writer = _Writer(lake_uri, table, read.generation + 1, Path(tmp), file_rows)
             taken = fresh[table]
             entries = index.filter(pc.equal(index["table"], table))
-            superseded = entries.filter(pc.is_in(entries[VIDEO], pa.array(list(taken), pa.string())))
+            taken_videos = pa.array(sorted({f.video for f in taken}), pa.string())
+            superseded = entries.filter(pc.is_in(entries[VIDEO], taken_videos))
             stale_files = set(superseded["file"].to_pylist())
             for file in read.files(table):
                 if file.file in stale_files:
                     _rewrite(lake_uri, table, file, set(superseded[VIDEO].to_pylist()), rewriter, entries)
                     dropped.append(file.file)
             rewriter.close()
-            for fresh_file, content in _read_ahead([taken[video] for video in sorted(taken)], table):
+            for fresh_file, content in _read_ahead(taken, table):
                 if isinstance(content, Exception):  # another schema version, unreadable: stays fresh
                     report.kept.append(f"{table}/{fresh_file.video}: {str(content).splitlines()[0]}")
                     kept_videos.add(fresh_file.video)
                     continue
-                report.rows += writer.add(fresh_file.video, content[0], fresh_file.modified, content[1])
+                rows, metadata = content
+                report.rows += writer.add(fresh_file.video, fresh_file.name, rows, fresh_file.modified, metadata)
                 merged.append(fresh_file)
             writer.close()
             made = rewriter.files + writer.files
@@ -465,29 +506,60 @@ def _delete_merged(lake_uri: str, merged: list[FreshFile], listed_at: float) -> 
 def fresh_for_views(lake_uri: str, table: str, fresh: Collection[str]) -> list[str]:
     """In a compacted lake, the per-video files the views read instead of compacted rows: those of the videos
     marked fresh (``fresh``: a run of them ended since the last compaction) that exist."""
-    found = (VideoLake(lake_uri, video).table_part(table) for video in sorted(fresh))
-    return [uri for uri in found if storage.exists(uri)]
+    if table in TABLES:
+        found = (VideoLake(lake_uri, video).table_part(table) for video in sorted(fresh))
+        return [uri for uri in found if storage.exists(uri)]
+    files = []
+    for video in sorted(fresh):
+        folder = VideoLake(lake_uri, video).folder(table)
+        fs, path = storage.filesystem(folder)
+        files += [storage.join(folder, str(p).rsplit("/", 1)[-1]) for p in fs.glob(f"{path}/{FILE_PATTERNS[table]}")]
+    return files
 
 
-def restore(lake_uri: str, video: str, tables: Collection[str] = TABLES, into: str | None = None) -> list[str]:
-    """Write ``video``'s per-video files back from compacted files, as they were (its rows, its metadata), for
-    each of ``tables`` that has no fresh file (in the lake, or in the lake-like tree ``into``: retention's
-    archive); returns the tables restored. A read of the index's row groups where nothing was compacted."""
+def restore(
+    lake_uri: str, video: str, tables: Collection[str] = COMPACTED_TABLES, into: str | None = None
+) -> list[str]:
+    """Write ``video``'s per-video files back from compacted files, as they were (their rows, their metadata), for
+    each of ``tables`` that has no per-video file of it (in the lake, or in the lake-like tree ``into``:
+    retention's archive); returns the tables restored. A read of the index's row groups where nothing was
+    compacted."""
     manifest = load_manifest(lake_uri)
     if manifest.index is None:
         return []
-    restored = []
     lake = VideoLake(into or lake_uri, video)
-    for entry in read_index(lake_uri, manifest, video).to_pylist():
+    entries = [entry for entry in read_index(lake_uri, manifest, video).to_pylist() if entry["table"] in tables]
+    present = {table for table in {entry["table"] for entry in entries} if _has_own_files(lake, table)}
+    restored = []
+    for entry in entries:
         table = entry["table"]
-        target = lake.table_part(table)
-        if table not in tables or storage.exists(target):
+        if table in present:
             continue
-        fs, path = storage.filesystem(compacted_uri(lake_uri, entry["file"]))
-        rows = pq.read_table(path, filesystem=fs, filters=[(VIDEO, "=", video)]).drop_columns([VIDEO])
-        write_table(table, target, rows, json.loads(entry["metadata"]))
+        rows = read_rows(lake_uri, video, entry)
+        write_table(table, storage.join(lake.folder(table), entry["name"]), rows, json.loads(entry["metadata"]))
         restored.append(table)
-    return restored
+    return sorted(set(restored))
+
+
+def _has_own_files(lake: VideoLake, table: str) -> bool:
+    fs, folder = storage.filesystem(lake.folder(table))
+    return bool(fs.glob(f"{folder}/{FILE_PATTERNS[table]}"))
+
+
+def read_rows(lake_uri: str, video: str, entry: dict[str, Any]) -> pa.Table:
+    """The rows of one per-video file (an index entry) from its compacted file."""
+    fs, path = storage.filesystem(compacted_uri(lake_uri, entry["file"]))
+    rows = pq.read_table(path, filesystem=fs, filters=[(VIDEO, "=", video)])
+    if entry["table"] == LINEAGE:
+        rows = rows.filter(pc.equal(_names(LINEAGE, rows), entry["name"]))
+    return rows.drop_columns([VIDEO])
+
+
+def video_rows(lake_uri: str, video: str, table: str) -> list[pa.Table]:
+    """Each compacted per-video file of ``video`` in ``table``, as rows (none where it was never compacted)."""
+    manifest = load_manifest(lake_uri)
+    entries = read_index(lake_uri, manifest, video).to_pylist()
+    return [read_rows(lake_uri, video, entry) for entry in entries if entry["table"] == table]
 
 
 @dataclass
@@ -497,16 +569,23 @@ class Removal:
     videos: set[str] = field(default_factory=set)
 
 
-def remove(lake_uri: str, videos: Collection[str], now: float | None = None) -> Removal:
-    """Rewrite each compacted file holding any of ``videos`` without their rows, the old files deleted at once
-    (retention and erasure: the rows must be gone, not kept for readers of the previous manifest)."""
+def remove(
+    lake_uri: str, videos: Collection[str], now: float | None = None, tables: Collection[str] = COMPACTED_TABLES
+) -> Removal:
+    """Rewrite each compacted file of ``tables`` holding any of ``videos`` without their rows, the old files
+    deleted at once (retention and erasure: the rows must be gone, not kept for readers of the previous manifest)."""
     now = time.time() if now is None else now
     read = load_manifest(lake_uri)
     removal = Removal()
     if read.index is None or not videos:
         return removal
     index = read_index(lake_uri, read)
-    hit = index.filter(pc.is_in(index[VIDEO], pa.array(list(videos), pa.string())))
+    hit = index.filter(
+        pc.and_(
+            pc.is_in(index[VIDEO], pa.array(list(videos), pa.string())),
+            pc.is_in(index["table"], pa.array(list(tables), pa.string())),
+        )
+    )
     if not hit.num_rows:
         return removal
     stale_files = set(hit["file"].to_pylist())
@@ -531,10 +610,13 @@ def remove(lake_uri: str, videos: Collection[str], now: float | None = None) -> 
     return removal
 
 
-def compacted_videos(lake_uri: str) -> dict[str, float]:
-    """Every compacted video, with when its newest per-video file was written (retention's age)."""
+def compacted_videos(lake_uri: str, tables: Collection[str] = COMPACTED_TABLES) -> dict[str, float]:
+    """Every video with compacted files of ``tables``, with when its newest per-video file of them was written
+    (retention's age)."""
     index = read_index(lake_uri, load_manifest(lake_uri))
     newest: dict[str, float] = {}
-    for video, modified in zip(index[VIDEO].to_pylist(), index["modified"].to_pylist(), strict=True):
-        newest[video] = max(newest.get(video, 0.0), modified)
+    rows = zip(index[VIDEO].to_pylist(), index["table"].to_pylist(), index["modified"].to_pylist(), strict=True)
+    for video, table, modified in rows:
+        if table in tables:
+            newest[video] = max(newest.get(video, 0.0), modified)
     return newest

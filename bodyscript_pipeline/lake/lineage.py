@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from bodyscript_pipeline import storage
+from bodyscript_pipeline.lake import compaction
 from bodyscript_pipeline.lake.parquet import read_table, write_table
 from bodyscript_pipeline.lake.paths import LINEAGE, VideoLake
 from bodyscript_pipeline.lake.schemas import TableRow
@@ -42,13 +43,23 @@ def write_lineage(lake_uri: str, partition: str, row: LineageRow) -> None:
 
 
 def read_lineage(lake_uri: str, partition: str) -> dict[str, LineageRow]:
-    """The recorded rows of one video, by asset (empty where none was recorded)."""
-    folder = VideoLake(lake_uri, partition).folder(LINEAGE)
+    """The recorded rows of one video, by asset (empty where none was recorded): from its per-video files, else
+    from compacted files, unless a run has written the video since the compaction (its files are the record)."""
+    lake = VideoLake(lake_uri, partition)
+    folder = lake.folder(LINEAGE)
     fs, path = storage.filesystem(folder)
     try:
         files = sorted(name for name in fs.ls(path, detail=False) if str(name).endswith(".parquet"))
     except FileNotFoundError:
-        return {}
+        files = []
+    if not files:
+        if storage.exists(lake.fresh) or storage.exists(lake.writing):
+            return {}
+        return {
+            row.asset: row
+            for table in compaction.video_rows(lake_uri, partition, LINEAGE)
+            for row in LineageRow.rows(table)
+        }
     rows: dict[str, LineageRow] = {}
     for name in files:
         uri = storage.join(folder, str(name).rstrip("/").rsplit("/", 1)[-1])

@@ -44,6 +44,8 @@ TABLE_FILES = {table: "index.parquet" if table == "frames" else "part-0.parquet"
 # The lineage of a video's assets: a per-video table too (a view, ``video`` from the folders), one file per asset
 # rather than one part, and no output of a step: it goes with the source version and erasure, never with age.
 LINEAGE = "lineage"
+# The Parquet files of each per-video table in a video's folder (lineage: one per asset).
+FILE_PATTERNS = {**TABLE_FILES, LINEAGE: "*.parquet"}
 
 
 def fleet_summary_uri(lake_uri: str) -> str:

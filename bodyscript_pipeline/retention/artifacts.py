@@ -89,7 +89,7 @@ def aged_compacted(lake_uri: str, older_than_days: float, now: float) -> list[Ag
     theirs is younger (made again since: its files hide the compacted rows, and the next compaction drops them)."""
     aged = {
         video: (now - modified) / 86400
-        for video, modified in compaction.compacted_videos(lake_uri).items()
+        for video, modified in compaction.compacted_videos(lake_uri, DERIVED_TABLES).items()
         if (now - modified) / 86400 > older_than_days
     }
     if not aged:
@@ -116,7 +116,7 @@ def apply_retention(
         if mode == "archive":
             for video in videos:
                 compaction.restore(lake_uri, video, DERIVED_TABLES, into=storage.join(lake_uri, ARCHIVE_PREFIX))
-        compaction.remove(lake_uri, videos, now)
+        compaction.remove(lake_uri, videos, now, DERIVED_TABLES)  # lineage stays (KEPT_TABLES)
     if not dry_run:
         fs, _ = storage.filesystem(lake_uri)
         for artifact in artifacts:

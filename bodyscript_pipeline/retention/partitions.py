@@ -52,9 +52,10 @@ def last_written(lake_uri: str) -> dict[str, Written]:
             found[partition] = Written(
                 max(before.newest, storage.modified_at(info)), before.lineage or table == LINEAGE
             )
+    lineage = compaction.compacted_videos(lake_uri, (LINEAGE,))
     for partition, modified in compaction.compacted_videos(lake_uri).items():  # files merged by compaction
         before = found.get(partition, Written(0.0, False))
-        found[partition] = Written(max(before.newest, modified), before.lineage)
+        found[partition] = Written(max(before.newest, modified), before.lineage or partition in lineage)
     return found
 
 

@@ -4,9 +4,12 @@ replaced meanwhile)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import time
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,12 +18,17 @@ from bodyscript_pipeline.analytics import connect, scan
 from bodyscript_pipeline.cleaning.filters import CleaningOptions
 from bodyscript_pipeline.lake import compaction
 from bodyscript_pipeline.lake.compaction import ManifestChanged, compact, load_manifest, remove, restore
-from bodyscript_pipeline.lake.paths import FRESH, TABLES, VideoLake, marked_partitions, writing_partitions
+from bodyscript_pipeline.lake.lineage import LineageRow, read_lineage, write_lineage
+from bodyscript_pipeline.lake.paths import FRESH, LINEAGE, TABLES, VideoLake, marked_partitions, writing_partitions
 from bodyscript_pipeline.lake.writing import begin_writing, end_writing
+from bodyscript_pipeline.retention.artifacts import apply_retention
+from bodyscript_pipeline.retention.partitions import last_written
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.steps.clean_landmarks import clean_landmarks
 from bodyscript_pipeline.steps.metrics import compute_metrics
-from bodyscript_pipeline.steps.staleness import NO_LINEAGE, changes
+from bodyscript_pipeline.steps.staleness import NO_LINEAGE, changes, stale_partitions
+from bodyscript_pipeline.steps.versions import VIDEO_ASSETS
+from tests.support.lineage_lake import lineage_row
 from tests.support.s3_server import S3Server
 from tests.support.synthetic_partition import make_partition
 
@@ -231,3 +239,57 @@ def test_outputs_made_before_lineage_are_found_compacted(lake_uri: str, tmp_path
     assert found["landmarks"] == found["metrics"] == NO_LINEAGE
     compact(lake_uri)
     assert changes(lake_uri, "clip-1", settings) == found
+
+
+def recorded_rows(lake_uri: str, video: str) -> dict[str, LineageRow]:
+    """``read_lineage``, a setting missing from an older row's file read as unset (None), as the views read it."""
+    rows = read_lineage(lake_uri, video)
+    return {
+        asset: dataclasses.replace(row, settings={k: v for k, v in row.settings.items() if v is not None})
+        for asset, row in rows.items()
+    }
+
+
+def lineage_view(lake_uri: str) -> list[tuple]:
+    rows = connect(lake_uri).execute(
+        "SELECT video, asset, code_version, run_id, settings::VARCHAR FROM lineage ORDER BY video, asset"
+    )
+    return rows.fetchall()
+
+
+def test_lineage_is_compacted_and_read_alike(lake_uri: str, tmp_path: Path) -> None:
+    settings = Settings.from_env({"BODYSCRIPT_HOME": str(tmp_path / "home")})
+    for video in VIDEOS:
+        for asset in VIDEO_ASSETS:
+            write_lineage(lake_uri, video, lineage_row(asset, settings, run_id=f"run-{video}"))
+    # A row written before a setting was added: its file's settings struct lacks that field.
+    old = LineageRow.table([lineage_row("exports", settings, run_id="run-old")])
+    settings_column = old["settings"].combine_chunks()
+    kept = [f for f in settings_column.type if f.name != settings_column.type.field(0).name]
+    older = pa.StructArray.from_arrays([settings_column.field(f.name) for f in kept], fields=kept)
+    write_table_raw = old.set_column(old.schema.get_field_index("settings"), "settings", older)
+    pq.write_table(write_table_raw, VideoLake(lake_uri, "clip-4").lineage("exports").removeprefix("file://"))
+
+    before = lineage_view(lake_uri)
+    recorded = {video: recorded_rows(lake_uri, video) for video in VIDEOS}
+    stale = stale_partitions(lake_uri, settings)
+    assert len(before) == len(VIDEOS) * len(VIDEO_ASSETS) and recorded["clip-4"]["exports"].run_id == "run-old"
+
+    report = compact(lake_uri)
+    assert report.files_in == len(VIDEOS) * (len(TABLES) + len(VIDEO_ASSETS)) == report.deleted
+    assert not compaction.fresh_files(lake_uri, LINEAGE)
+    assert lineage_view(lake_uri) == before
+    assert {video: recorded_rows(lake_uri, video) for video in VIDEOS} == recorded
+    assert stale_partitions(lake_uri, settings) == stale
+    assert scan(lake_uri, LINEAGE).collect().height == len(before)
+
+    assert LINEAGE in restore(lake_uri, "clip-4")  # each asset's file back, the old one read as the views read it
+    assert recorded_rows(lake_uri, "clip-4") == recorded["clip-4"]
+    restored = Path(VideoLake(lake_uri, "clip-4").folder(LINEAGE).removeprefix("file://"))
+    assert sorted(p.name for p in restored.iterdir()) == sorted(f"{asset}.parquet" for asset in VIDEO_ASSETS)
+
+    # Retention ages the outputs out of the compacted files, never the lineage; the partitions op still sees it.
+    apply_retention(lake_uri, 1, "delete", dry_run=False, now=time.time() + 2 * 86400)
+    assert lineage_view(lake_uri) == before
+    written = last_written(lake_uri)
+    assert all(written[video].lineage for video in VIDEOS)
