@@ -69,7 +69,7 @@ from dagster._serdes import deserialize_value
 from assets import videos_partitions
 from bodyscript_pipeline.lake.partition_keys import partition_key_for
 from bodyscript_pipeline.settings import Settings
-from tests.support.observed_runs import install_dagster_yaml
+from tests.support.observed_runs import dagster_process, install_dagster_yaml
 from tests.support.repo import REPO
 
 DAY = 86400
@@ -297,30 +297,14 @@ def webserver(dagster_home: Path, env: dict[str, str], log: Path) -> Iterator[We
     """``dagster-webserver`` on the repo's workspace.yaml, once the code location has loaded."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [str(Path(sys.executable).with_name("dagster-webserver")), "-h", "127.0.0.1", "-p", str(port)]
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [*command, "-w", "workspace.yaml"],
-            cwd=REPO,
-            env={**env, "DAGSTER_HOME": str(dagster_home)},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    command = ["dagster-webserver", "-h", "127.0.0.1", "-p", str(port)]
+    with dagster_process(command, dagster_home, env, log) as process:
         deadline = time.monotonic() + 180
         while not _location_loaded(url):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"dagster-webserver did not serve the code location: see {log}")
             time.sleep(0.5)
         yield Webserver(url, process.pid)
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
 
 
 @dataclass(frozen=True)

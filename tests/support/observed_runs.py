@@ -78,21 +78,32 @@ def running_daemon(
     """``dagster-daemon run`` on the repo's workspace.yaml, with the repo's dagster.yaml in ``dagster_home``
     (``install_dagster_yaml``) and ``env`` as its whole environment; stopped (its process group) on exit."""
     install_dagster_yaml(dagster_home, **overrides)
+    with dagster_process(["dagster-daemon", "run"], dagster_home, env, log) as process:
+        yield process
+
+
+@contextmanager
+def dagster_process(
+    command: list[str], dagster_home: Path, env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """One of the venv's Dagster commands on the repo's workspace.yaml, ``env`` its whole environment and
+    ``dagster_home`` its instance, output appended to ``log``; stopped (its process group) on exit."""
+    program, *arguments = command
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-w", "workspace.yaml"],
+            [str(Path(sys.executable).with_name(program)), *arguments, "-w", "workspace.yaml"],
             cwd=REPO,
             env={**env, "DAGSTER_HOME": str(dagster_home)},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    try:
+        yield process
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
         try:
-            yield process
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
