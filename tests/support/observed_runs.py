@@ -78,6 +78,10 @@ def running_daemon(
     """``dagster-daemon run`` on the repo's workspace.yaml, with the repo's dagster.yaml in ``dagster_home``
     (``install_dagster_yaml``) and ``env`` as its whole environment; stopped (its process group) on exit."""
     install_dagster_yaml(dagster_home, **overrides)
+    # The instance's SQLite tables made first: a test opening the instance while the daemon starts would race it
+    # to create them ("table ... already exists").
+    with dg.DagsterInstance.from_config(str(dagster_home)):
+        pass
     with dagster_process(["dagster-daemon", "run"], dagster_home, env, log) as process:
         yield process
 
