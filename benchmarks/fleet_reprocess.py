@@ -8,7 +8,8 @@ repo's dagster.yaml. Then a setting that determines ``clean_landmarks`` changes 
 makes every video stale from ``clean_landmarks`` on, and the real reprocessing sensor ticks: the seconds until every
 stale video is known and the first runs are requested (its budget, BODYSCRIPT_REPROCESS_MAX_RUNS, at most queued or
 running at once; later ticks feed the rest as runs end, behind fresh drops: benchmarks/fleet_queue.py), against
-Dagster's backfill daemon, which enqueues about one run per second (10,000 videos: about 3 hours).
+Dagster's backfill daemon, which enqueues about one run per second (10,000 videos: about 3 hours). Then the same on
+the lake compacted (lake/compaction.py: the lineage files merged), side by side.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import dagster as dg
 
 from assets import videos_partitions
+from bodyscript_pipeline.lake.compaction import compact
 from bodyscript_pipeline.lake.lineage import write_lineage
 from bodyscript_pipeline.lake.sources import register_source
 from bodyscript_pipeline.settings import Settings
@@ -61,19 +63,29 @@ def main() -> None:
         after = Settings.from_env()
         with dg.DagsterInstance.from_config(str(before.dagster_home)) as instance:
             instance.add_dynamic_partitions(videos_partitions.name, keys)
+            measure("per-video lineage files", instance, after)
             started = time.perf_counter()
-            stale = stale_partitions(after.lake_uri, after)
-            print(f"   stale_partitions: {len(stale)} stale videos found in {time.perf_counter() - started:.1f} s")
-            sensor = build_reprocess_sensor(after)
-            started = time.perf_counter()
-            with dg.build_sensor_context(instance=instance) as context:
-                result = sensor(context)
-            seconds = time.perf_counter() - started
-            requests = result.run_requests if isinstance(result, dg.SensorResult) else []
-            print(f"   reprocess_sensor tick: {len(stale)} videos queued for reprocessing, the first "
-                  f"{len(requests or [])} runs requested, in {seconds:.1f} s "
-                  f"(BODYSCRIPT_REPROCESS_MAX_RUNS {after.reprocess_max_runs})")  # fmt: skip
+            report = compact(after.lake_uri)
+            took = time.perf_counter() - started
+            print(f"-- compacted: {report.files_in} files into {report.files_out} in {took:.1f} s")
+            measure("compacted lineage", instance, after)
             print(f"   Dagster's backfill daemon at about one run a second: {args.videos / 3600:.1f} h to enqueue")
+
+
+def measure(label: str, instance: dg.DagsterInstance, after: Settings) -> None:
+    """Every stale video found, then one tick of the real sensor (a new cursor: it reads the lineage)."""
+    started = time.perf_counter()
+    stale = stale_partitions(after.lake_uri, after)
+    print(f"   {label}: stale_partitions found {len(stale)} stale videos in {time.perf_counter() - started:.1f} s")
+    sensor = build_reprocess_sensor(after)
+    started = time.perf_counter()
+    with dg.build_sensor_context(instance=instance) as context:
+        result = sensor(context)
+    seconds = time.perf_counter() - started
+    requests = result.run_requests if isinstance(result, dg.SensorResult) else []
+    print(f"   {label}: reprocess_sensor tick: {len(stale)} videos queued for reprocessing, the first "
+          f"{len(requests or [])} runs requested, in {seconds:.1f} s "
+          f"(BODYSCRIPT_REPROCESS_MAX_RUNS {after.reprocess_max_runs})")  # fmt: skip
 
 
 if __name__ == "__main__":

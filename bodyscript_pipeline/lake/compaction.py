@@ -7,10 +7,11 @@ video.
 <lake>/compacted/index/g<gen>-<id>.parquet          per compacted per-video file: where, rows, time, metadata
 ```
 
-- **Reading.** The views (``analytics``) read the manifest's files and the per-video ("fresh") files. A video
-  with a fresh file is read from that file alone, so no video is counted twice while it is restored,
-  recompacted or rewritten. Sorted by video, in row groups of ``ROW_GROUP_ROWS``, one video's rows stay
-  together: DuckDB and Polars skip other videos' row groups by their statistics.
+- **Reading.** The views (``analytics``) read the manifest's files, and the per-video ("fresh") files of the
+  videos a run has written since (marked at its end, ``<lake>/fresh/``). A marked video is read from its own
+  files alone, so no video is counted twice while it is restored, made again or recompacted. Sorted by video, in
+  row groups of ``ROW_GROUP_ROWS``, one video's rows stay together: DuckDB and Polars skip other videos' row
+  groups by their statistics.
 - **Swapping.** New files are written first, then the manifest is replaced in one atomic write (a local rename,
   one S3 PUT), then the merged per-video files are deleted, each only if unchanged and its video not being
   written. Files the manifest no longer names are deleted ``GRACE_S`` later, so a reader that opened the
