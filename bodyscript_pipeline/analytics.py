@@ -39,11 +39,11 @@ from bodyscript_pipeline.lake.paths import (
     fleet_summary_uri,
     marked_partitions,
     marker_pattern,
+    partition_of,
     writing_partitions,
 )
 from bodyscript_pipeline.lake.schemas import SCHEMAS
 
-PARTITIONED_FILES = FILE_PATTERNS
 VIEWS = (*TABLES, LINEAGE, "fleet_summary")
 # Tables whose files may differ in columns or struct fields (a run-scope setting added later is a new field of
 # ``lineage.settings``): read by name, a field missing from older files is null.
@@ -53,7 +53,7 @@ EVOLVING = frozenset({LINEAGE})
 def _pattern(lake_uri: str, table: str) -> str:
     if table == "fleet_summary":
         return fleet_summary_uri(lake_uri)
-    return f"{lake_uri.rstrip('/')}/{table}/video=*/{PARTITIONED_FILES[table]}"
+    return f"{lake_uri.rstrip('/')}/{table}/video=*/{FILE_PATTERNS[table]}"
 
 
 def _has_files(lake_uri: str, table: str) -> bool:
@@ -68,8 +68,7 @@ def _has_files(lake_uri: str, table: str) -> bool:
         return False
     with os.scandir(root) as folders:
         return any(
-            folder.name.startswith("video=") and any(Path(folder.path).glob(PARTITIONED_FILES[table]))
-            for folder in folders
+            folder.name.startswith("video=") and any(Path(folder.path).glob(FILE_PATTERNS[table])) for folder in folders
         )
 
 
@@ -158,17 +157,13 @@ def _view(
     by_names = ", union_by_name = true" if table in EVOLVING and by_name else ""
     if compacted:
         files = ", ".join(_sql_path(uri, local) for uri in compacted)
-        marked = ", ".join(sorted({_sql_text(_video_of(uri)) for uri in fresh or []}))
+        marked = ", ".join(sorted({_sql_text(partition_of(uri)[0]) for uri in fresh or []}))
         superseded = f" AND video NOT IN ({marked})" if marked else ""
         branches.append(f"SELECT * FROM read_parquet([{files}]{by_names}) WHERE {shown}{superseded}")  # noqa: S608
     if fresh_source is not None:
         options = ", hive_partitioning = true, hive_types = {'video': VARCHAR}" + by_names
         branches.append(f"SELECT * FROM read_parquet({fresh_source}{options}) WHERE {shown}")  # noqa: S608
     con.execute(f"CREATE VIEW {table} AS " + " UNION ALL BY NAME ".join(branches))
-
-
-def _video_of(uri: str) -> str:
-    return uri.rsplit("video=", 1)[1].split("/", 1)[0]
 
 
 def _sql_text(text: str) -> str:
@@ -262,7 +257,7 @@ def scan(lake_uri: str, table: str) -> pl.LazyFrame:
             storage_options=options,
             **({**evolving, "schema": current} if evolving else {}),  # type: ignore[arg-type]
         )
-        marked = sorted({_video_of(uri) for uri in fresh if uri != pattern})
+        marked = sorted({partition_of(uri)[0] for uri in fresh if uri != pattern})
         frames.append(merged.filter(~pl.col("video").is_in(marked)) if marked else merged)
     if fresh:
         if evolving:
@@ -277,4 +272,5 @@ def scan(lake_uri: str, table: str) -> pl.LazyFrame:
             )
         )
     frame = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal")
-    return frame.filter(~pl.col("video").is_in(writing_partitions(lake_uri)))
+    writing = writing_partitions(lake_uri)
+    return frame.filter(~pl.col("video").is_in(writing)) if writing else frame  # else no read of video for it

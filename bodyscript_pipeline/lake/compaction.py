@@ -28,6 +28,8 @@ video.
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
 import json
 import time
 import uuid
@@ -47,7 +49,15 @@ import pyarrow.parquet as pq
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake.parquet import ROW_GROUP_ROWS, conform, parquet_writer, write_table
-from bodyscript_pipeline.lake.paths import FILE_PATTERNS, FRESH, LINEAGE, TABLES, VideoLake, writing_partitions
+from bodyscript_pipeline.lake.paths import (
+    FILE_PATTERNS,
+    FRESH,
+    LINEAGE,
+    TABLES,
+    VideoLake,
+    partition_of,
+    writing_partitions,
+)
 from bodyscript_pipeline.lake.schemas import with_table_metadata
 
 COMPACTED = "compacted"
@@ -146,8 +156,31 @@ def file_uris(lake_uri: str, table: str, manifest: Manifest | None = None) -> li
 
 
 def compacted_schema(table: str) -> pa.Schema:
-    """A compacted file's columns: the table's, then ``video`` (where a Hive read of fresh files puts it)."""
-    return with_table_metadata(table).append(pa.field(VIDEO, pa.string(), nullable=False))
+    """A compacted file's columns: the table's, then ``video`` (where a Hive read of fresh files puts it).
+    Text dictionary columns (``landmark``) take the layout Polars gives a Categorical it writes: Polars reads
+    that back without converting another writer's dictionaries, 2.2x faster over a fleet's landmarks (3.5 s
+    against 1.6 s for 100M rows; the values, Categorical in both, and DuckDB's reads are the same)."""
+    schema = with_table_metadata(table)
+    categorical = polars_categorical()
+    fields = [
+        categorical.with_name(f.name).with_nullable(f.nullable) if _is_text_dictionary(f.type) else f for f in schema
+    ]
+    return pa.schema([*fields, pa.field(VIDEO, pa.string(), nullable=False)], metadata=schema.metadata)
+
+
+def _is_text_dictionary(kind: pa.DataType) -> bool:
+    return pa.types.is_dictionary(kind) and pa.types.is_string(kind.value_type)
+
+
+@functools.cache
+def polars_categorical() -> pa.Field:
+    """The Arrow field (type and metadata) Polars writes for a Categorical column, asked of Polars itself, so
+    that a Polars upgrade that changes it is followed."""
+    import polars as pl
+
+    buffer = io.BytesIO()
+    pl.DataFrame({"c": ["a"]}, schema={"c": pl.Categorical}).write_parquet(buffer)
+    return pq.read_schema(io.BytesIO(buffer.getvalue())).field("c")
 
 
 def read_index(lake_uri: str, manifest: Manifest, video: str | None = None) -> pa.Table:
@@ -187,7 +220,7 @@ def fresh_files(lake_uri: str, table: str) -> list[FreshFile]:
     fs, root = storage.filesystem(lake_uri)
     found = []
     for path, info in fs.glob(f"{root.rstrip('/')}/{table}/video=*/{FILE_PATTERNS[table]}", detail=True).items():
-        video, name = str(path).rsplit("video=", 1)[1].split("/", 1)
+        video, name = partition_of(path)
         uri = storage.join(lake_uri, table, f"video={video}", name)
         found.append(FreshFile(table, video, name, uri, _token(info), storage.modified_at(info)))
     return sorted(found, key=lambda f: (f.video, f.name))
@@ -258,7 +291,9 @@ class _Writer:
                 continue
             ids = np.zeros(batch.num_rows, np.int32)
             column = pa.DictionaryArray.from_arrays(ids, pa.array([video], pa.string())).cast(pa.string())
-            self._pending.append(pa.RecordBatch.from_arrays([*batch.columns, column], schema=self.schema))
+            fields = list(self.schema)[:-1]  # all but video
+            columns = [c if c.type == f.type else c.cast(f.type) for c, f in zip(batch.columns, fields, strict=True)]
+            self._pending.append(pa.RecordBatch.from_arrays([*columns, column], schema=self.schema))
             self._pending_rows += batch.num_rows
             rows += batch.num_rows
             if self._pending_rows >= ROW_GROUP_ROWS:

@@ -60,9 +60,15 @@ def marker_pattern(lake_uri: str, marker: str) -> str:
 MARKER_FILES = {WRITING: "run.json", FRESH: "fresh.json"}
 
 
+def partition_of(path: str) -> tuple[str, str]:
+    """The partition of a path under a ``video=<partition>`` folder, and the rest of the path below it."""
+    partition, _, rest = str(path).rsplit("video=", 1)[1].partition("/")
+    return partition, rest
+
+
 def marked_partitions(lake_uri: str, marker: str) -> list[str]:
     fs, pattern = filesystem(marker_pattern(lake_uri, marker))
-    return sorted(str(path).rsplit("video=", 1)[1].split("/", 1)[0] for path in fs.glob(pattern))
+    return sorted(partition_of(path)[0] for path in fs.glob(pattern))
 
 
 def writing_partitions(lake_uri: str) -> list[str]:

@@ -10,6 +10,7 @@ artifacts are gone (which model and settings made a published result). Erasure r
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -84,9 +85,12 @@ def aged_artifacts(lake_uri: str, older_than_days: float, now: float | None = No
                 )
 
 
-def aged_compacted(lake_uri: str, older_than_days: float, now: float) -> list[AgedArtifact]:
+def aged_compacted(
+    lake_uri: str, older_than_days: float, now: float, folders: list[AgedArtifact] | None = None
+) -> list[AgedArtifact]:
     """Compacted videos whose per-video files were written before the cut-off, unless a per-video folder of
-    theirs is younger (made again since: its files hide the compacted rows, and the next compaction drops them)."""
+    theirs is younger (made again since: its files hide the compacted rows, and the next compaction drops them).
+    ``folders``: every per-video folder with its age, where the caller has listed them already."""
     aged = {
         video: (now - modified) / 86400
         for video, modified in compaction.compacted_videos(lake_uri, DERIVED_TABLES).items()
@@ -94,7 +98,9 @@ def aged_compacted(lake_uri: str, older_than_days: float, now: float) -> list[Ag
     }
     if not aged:
         return []
-    young = {a.partition for a in aged_artifacts(lake_uri, -1.0, now) if a.age_days <= older_than_days}
+    if folders is None:
+        folders = list(aged_artifacts(lake_uri, -math.inf, now))
+    young = {a.partition for a in folders if a.age_days <= older_than_days}
     uri = compaction.compacted_uri(lake_uri)
     return [
         AgedArtifact(COMPACTED, video, uri, 0, 0, days) for video, days in sorted(aged.items()) if video not in young
@@ -109,8 +115,9 @@ def apply_retention(
     if mode not in ("delete", "archive"):
         raise ValueError(f"retention mode must be delete or archive, not {mode!r}")
     now = time.time() if now is None else now
-    artifacts = list(aged_artifacts(lake_uri, older_than_days, now))
-    compacted = aged_compacted(lake_uri, older_than_days, now)
+    folders = list(aged_artifacts(lake_uri, -math.inf, now))  # every folder, listed once
+    artifacts = [a for a in folders if a.age_days > older_than_days]
+    compacted = aged_compacted(lake_uri, older_than_days, now, folders)
     if not dry_run and compacted:
         videos = [artifact.partition for artifact in compacted]
         if mode == "archive":

@@ -9,6 +9,7 @@ import itertools
 import time
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -69,6 +70,18 @@ def polars_counts(lake_uri: str, table: str) -> dict[str, int]:
     return dict(zip(counts["video"].to_list(), counts["len"].to_list(), strict=True))
 
 
+def polars_texts(lake_uri: str, table: str) -> dict[str, list[tuple]]:
+    """Per text column (``landmark``: Categorical, also read from compacted files): each video's values, counted."""
+    frame = scan(lake_uri, table)
+    texts = [name for name, kind in frame.collect_schema().items() if kind in (pl.String, pl.Categorical)]
+    found = {}
+    for name in texts:
+        if name != "video":
+            rows = frame.group_by("video", name).len().sort("video", name).collect()
+            found[f"{name} {frame.collect_schema()[name]}"] = rows.rows()
+    return found
+
+
 def fresh_count(lake_uri: str) -> int:
     return sum(len(compaction.fresh_files(lake_uri, table)) for table in TABLES)
 
@@ -91,6 +104,8 @@ def lake_uri(tmp_path: Path) -> str:
 def test_compacted_and_fresh_files_answer_every_view_like_the_per_video_files(lake_uri: str) -> None:
     before = figures(lake_uri)
     counts = {table: polars_counts(lake_uri, table) for table in TABLES}
+    texts = {table: polars_texts(lake_uri, table) for table in TABLES}
+    assert "landmark Categorical" in texts["landmarks"]
     assert all(len(before[table]) == len(VIDEOS) for table in TABLES)
 
     report = compact(lake_uri, file_rows=20_000)  # several files per landmark table
@@ -100,6 +115,7 @@ def test_compacted_and_fresh_files_answer_every_view_like_the_per_video_files(la
     assert len(manifest.files("landmarks")) > 1
     assert figures(lake_uri) == before
     assert {table: polars_counts(lake_uri, table) for table in TABLES} == counts
+    assert {table: polars_texts(lake_uri, table) for table in TABLES} == texts
 
     # A video run after compaction; a compacted one restored and run again (its per-video files and compacted rows
     # both there, its files marked fresh); one restored by a reader alone (not marked: its compacted rows count).
@@ -120,6 +136,11 @@ def test_compacted_files_are_sorted_by_video_in_row_groups(lake_uri: str) -> Non
     compact(lake_uri, file_rows=20_000)
     for file in compaction.file_uris(lake_uri, "landmarks"):
         meta = pq.read_metadata(file.removeprefix("file://"))
+        landmark = meta.schema.to_arrow_schema().field("landmark")  # in the layout Polars reads fastest
+        assert (landmark.type, landmark.metadata) == (
+            compaction.polars_categorical().type,
+            compaction.polars_categorical().metadata,
+        )
         column = meta.schema.names.index("video")
         bounds = [(meta.row_group(g).column(column).statistics.min, meta.row_group(g).column(column).statistics.max)
                   for g in range(meta.num_row_groups)]  # fmt: skip
