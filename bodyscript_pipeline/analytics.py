@@ -62,8 +62,7 @@ def _has_files(lake_uri: str, table: str) -> bool:
         return storage.exists(fleet_summary_uri(lake_uri))
     root = storage.local_path(storage.join(lake_uri, table))
     if root is None:
-        fs, pattern = storage.filesystem(_pattern(lake_uri, table))
-        return bool(fs.glob(pattern))
+        return bool(storage.glob(_pattern(lake_uri, table)))
     if not root.is_dir():
         return False
     with os.scandir(root) as folders:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -23,6 +24,7 @@ from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from fsspec.utils import glob_translate
 
 from bodyscript_pipeline.errors import BodyscriptError, SourceChanged, VideoError
 from bodyscript_pipeline.video.limits import check_bytes
@@ -137,6 +139,19 @@ def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
         # Other processes add and delete objects all the time: never answer from a stale listing.
         options["use_listings_cache"] = False
     return fsspec.core.url_to_fs(uri, **options)
+
+
+def glob(pattern: str) -> dict[str, dict[str, Any]]:
+    """The paths matching a glob ``pattern`` (a URI), with their info. On an object store, one recursive listing
+    of what lies under the pattern's fixed start: fsspec's glob there lists each folder a wildcard matches on its
+    own, a round trip per video for ``<table>/video=*/<file>``."""
+    fs, path = filesystem(pattern)
+    wildcards = [i for i in (path.find(c) for c in "*?[") if i >= 0]
+    if isinstance(fs, LocalFileSystem) or not wildcards:
+        return dict(fs.glob(path, detail=True))
+    root, _, prefix = path[: min(wildcards)].rpartition("/")
+    matches = re.compile(glob_translate(path)).match
+    return {name: info for name, info in fs.find(root, prefix=prefix, detail=True).items() if matches(name)}
 
 
 def join(uri: str, *parts: str) -> str:

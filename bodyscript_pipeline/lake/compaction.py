@@ -33,12 +33,12 @@ import io
 import json
 import time
 import uuid
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -64,6 +64,7 @@ COMPACTED = "compacted"
 # The per-video tables compacted: the tables, and lineage (one file per asset, a schema that gains fields).
 COMPACTED_TABLES = (*TABLES, LINEAGE)
 VIDEO = "video"
+T = TypeVar("T")
 FORMAT = 1
 FILE_ROWS = 16 * ROW_GROUP_ROWS  # about 4M rows a file: a few dozen row groups
 GRACE_S = 3600.0
@@ -217,9 +218,8 @@ def _token(info: dict[str, Any]) -> str:
 
 def fresh_files(lake_uri: str, table: str) -> list[FreshFile]:
     """The per-video files of ``table``, by video and name."""
-    fs, root = storage.filesystem(lake_uri)
     found = []
-    for path, info in fs.glob(f"{root.rstrip('/')}/{table}/video=*/{FILE_PATTERNS[table]}", detail=True).items():
+    for path, info in storage.glob(storage.join(lake_uri, table, f"video=*/{FILE_PATTERNS[table]}")).items():
         video, name = partition_of(path)
         uri = storage.join(lake_uri, table, f"video={video}", name)
         found.append(FreshFile(table, video, name, uri, _token(info), storage.modified_at(info)))
@@ -541,16 +541,40 @@ def _delete_merged(lake_uri: str, merged: list[FreshFile], listed_at: float) -> 
 
 def fresh_for_views(lake_uri: str, table: str, fresh: Collection[str]) -> list[str]:
     """In a compacted lake, the per-video files the views read instead of compacted rows: those of the videos
-    marked fresh (``fresh``: a run of them ended since the last compaction) that exist."""
+    marked fresh (``fresh``: a run of them ended since the last compaction) that exist.
+
+    On an object store, each lookup is a round trip, and the views look up every marked video in every table when
+    opened. A table's folder holds only the videos written since the last compaction (it deletes what it merged),
+    so one listing of it answers for all of them; ``frames`` folders keep every video's probe and source, so there
+    each marked video's file is looked up, ``LOOKUPS`` at a time."""
+    videos = sorted(fresh)
+    if storage.local_path(lake_uri) is None and table not in KEPT_FOLDERS and videos:
+        wanted = set(videos)
+        return [f.uri for f in fresh_files(lake_uri, table) if f.video in wanted]
+    lakes = [VideoLake(lake_uri, video) for video in videos]
     if table in TABLES:
-        found = (VideoLake(lake_uri, video).table_part(table) for video in sorted(fresh))
-        return [uri for uri in found if storage.exists(uri)]
-    files = []
-    for video in sorted(fresh):
-        folder = VideoLake(lake_uri, video).folder(table)
+        candidates = [lake.table_part(table) for lake in lakes]
+        return [uri for uri, found in zip(candidates, _each(storage.exists, candidates), strict=True) if found]
+
+    def own_files(folder: str) -> list[str]:
         fs, path = storage.filesystem(folder)
-        files += [storage.join(folder, str(p).rsplit("/", 1)[-1]) for p in fs.glob(f"{path}/{FILE_PATTERNS[table]}")]
-    return files
+        return [storage.join(folder, str(p).rsplit("/", 1)[-1]) for p in fs.glob(f"{path}/{FILE_PATTERNS[table]}")]
+
+    return [uri for files in _each(own_files, [lake.folder(table) for lake in lakes]) for uri in files]
+
+
+# Tables whose per-video folders hold more than the merged file, and stay after compaction: the frame index's
+# folder keeps the source's probe and copy.
+KEPT_FOLDERS = frozenset({"frames"})
+LOOKUPS = 32  # object-store requests in flight at once
+
+
+def _each(lookup: Callable[[str], T], uris: list[str]) -> list[T]:
+    """``lookup`` of each URI, in order; on an object store, ``LOOKUPS`` at a time (a local lake needs no threads)."""
+    if len(uris) < 2 or storage.local_path(uris[0]) is not None:
+        return [lookup(uri) for uri in uris]
+    with ThreadPoolExecutor(min(LOOKUPS, len(uris))) as pool:
+        return list(pool.map(lookup, uris))
 
 
 def restore(

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import BodyscriptError
 from bodyscript_pipeline.lake.partition_keys import check_partition_key
-from bodyscript_pipeline.storage import filesystem, join
+from bodyscript_pipeline.storage import join
 
 # Markers in folders of their own, holding only the videos concerned: the views look them up at each query or
 # connection, in a listing as short as the runs in flight or the videos written since the last compaction.
@@ -67,8 +68,7 @@ def partition_of(path: str) -> tuple[str, str]:
 
 
 def marked_partitions(lake_uri: str, marker: str) -> list[str]:
-    fs, pattern = filesystem(marker_pattern(lake_uri, marker))
-    return sorted(partition_of(path)[0] for path in fs.glob(pattern))
+    return sorted(partition_of(path)[0] for path in storage.glob(marker_pattern(lake_uri, marker)))
 
 
 def writing_partitions(lake_uri: str) -> list[str]:
