@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -65,14 +66,13 @@ def aged_artifacts(lake_uri: str, older_than_days: float, now: float | None = No
         table_root = f"{root.rstrip('/')}/{table}"
         if not fs.exists(table_root):
             continue
-        for folder in sorted(fs.ls(table_root, detail=False)):
-            name = folder.rstrip("/").rsplit("/", 1)[-1]
-            if not name.startswith(PARTITION_FOLDER):
-                continue
-            files = fs.find(folder, detail=True)
-            if not files:
-                continue
-            newest = max(storage.modified_at(info) for info in files.values())
+        folders: dict[str, list[dict[str, Any]]] = {}
+        for path, info in fs.find(table_root, detail=True).items():  # one listing (on S3, not one per folder)
+            name = path.removeprefix(table_root + "/").split("/", 1)[0]
+            if name.startswith(PARTITION_FOLDER):
+                folders.setdefault(name, []).append(info)
+        for name, files in sorted(folders.items()):
+            newest = max(storage.modified_at(info) for info in files)
             age_days = (now - newest) / 86400
             if age_days > older_than_days:
                 yield AgedArtifact(
@@ -80,7 +80,7 @@ def aged_artifacts(lake_uri: str, older_than_days: float, now: float | None = No
                     partition=name.removeprefix(PARTITION_FOLDER),
                     uri=storage.join(lake_uri, table, name),
                     files=len(files),
-                    bytes=sum(int(info.get("size") or 0) for info in files.values()),
+                    bytes=sum(int(info.get("size") or 0) for info in files),
                     age_days=age_days,
                 )
 
