@@ -29,7 +29,15 @@ from bodyscript_pipeline import storage
 from bodyscript_pipeline.analytics import connect
 from bodyscript_pipeline.cleaning.filters import CleaningOptions
 from bodyscript_pipeline.lake.compaction import COMPACTED_TABLES, compact, fresh_for_views
-from bodyscript_pipeline.lake.paths import FILE_PATTERNS, FRESH, TABLES, VideoLake, marked_partitions, partition_of
+from bodyscript_pipeline.lake.paths import (
+    FILE_PATTERNS,
+    FRESH,
+    TABLES,
+    VideoLake,
+    marked_partitions,
+    marker_pattern,
+    partition_of,
+)
 from bodyscript_pipeline.lake.writing import begin_writing, end_writing
 from bodyscript_pipeline.retention.artifacts import DERIVED_TABLES, aged_artifacts
 from bodyscript_pipeline.steps.clean_landmarks import clean_landmarks
@@ -49,7 +57,7 @@ def timed(run: Callable[[], object], repeat: int) -> tuple[float, object]:
 
 
 def markers_by_fsspec_glob(lake_uri: str) -> list[str]:
-    fs, path = storage.filesystem(storage.join(lake_uri, FRESH, "video=*/fresh.json"))
+    fs, path = storage.filesystem(marker_pattern(lake_uri, FRESH))
     return sorted(partition_of(p)[0] for p in fs.glob(path))
 
 

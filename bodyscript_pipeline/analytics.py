@@ -36,6 +36,7 @@ from bodyscript_pipeline.lake.paths import (
     LINEAGE,
     TABLES,
     WRITING,
+    file_pattern,
     fleet_summary_uri,
     marked_partitions,
     marker_pattern,
@@ -53,7 +54,7 @@ EVOLVING = frozenset({LINEAGE})
 def _pattern(lake_uri: str, table: str) -> str:
     if table == "fleet_summary":
         return fleet_summary_uri(lake_uri)
-    return f"{lake_uri.rstrip('/')}/{table}/video=*/{FILE_PATTERNS[table]}"
+    return file_pattern(lake_uri, table)
 
 
 def _has_files(lake_uri: str, table: str) -> bool:

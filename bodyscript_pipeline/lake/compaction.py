@@ -55,6 +55,7 @@ from bodyscript_pipeline.lake.paths import (
     LINEAGE,
     TABLES,
     VideoLake,
+    file_pattern,
     partition_of,
     writing_partitions,
 )
@@ -219,7 +220,7 @@ def _token(info: dict[str, Any]) -> str:
 def fresh_files(lake_uri: str, table: str) -> list[FreshFile]:
     """The per-video files of ``table``, by video and name."""
     found = []
-    for path, info in storage.glob(storage.join(lake_uri, table, f"video=*/{FILE_PATTERNS[table]}")).items():
+    for path, info in storage.glob(file_pattern(lake_uri, table)).items():
         video, name = partition_of(path)
         uri = storage.join(lake_uri, table, f"video={video}", name)
         found.append(FreshFile(table, video, name, uri, _token(info), storage.modified_at(info)))
@@ -555,12 +556,8 @@ def fresh_for_views(lake_uri: str, table: str, fresh: Collection[str]) -> list[s
     if table in TABLES:
         candidates = [lake.table_part(table) for lake in lakes]
         return [uri for uri, found in zip(candidates, _each(storage.exists, candidates), strict=True) if found]
-
-    def own_files(folder: str) -> list[str]:
-        fs, path = storage.filesystem(folder)
-        return [storage.join(folder, str(p).rsplit("/", 1)[-1]) for p in fs.glob(f"{path}/{FILE_PATTERNS[table]}")]
-
-    return [uri for files in _each(own_files, [lake.folder(table) for lake in lakes]) for uri in files]
+    folders = [lake.folder(table) for lake in lakes]
+    return [uri for files in _each(lambda folder: _own_files(folder, table), folders) for uri in files]
 
 
 # Tables whose per-video folders hold more than the merged file, and stay after compaction: the frame index's
@@ -601,9 +598,14 @@ def restore(
     return sorted(set(restored))
 
 
+def _own_files(folder: str, table: str) -> list[str]:
+    """The Parquet files of ``table`` in one video's ``folder`` (``FILE_PATTERNS``: lineage has one per asset)."""
+    fs, path = storage.filesystem(folder)
+    return [storage.join(folder, str(p).rsplit("/", 1)[-1]) for p in fs.glob(f"{path}/{FILE_PATTERNS[table]}")]
+
+
 def _has_own_files(lake: VideoLake, table: str) -> bool:
-    fs, folder = storage.filesystem(lake.folder(table))
-    return bool(fs.glob(f"{folder}/{FILE_PATTERNS[table]}"))
+    return bool(_own_files(lake.folder(table), table))
 
 
 def read_rows(lake_uri: str, video: str, entry: dict[str, Any]) -> pa.Table:

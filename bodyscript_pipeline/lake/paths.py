@@ -53,6 +53,11 @@ def fleet_summary_uri(lake_uri: str) -> str:
     return join(lake_uri, "fleet_summary", "part-0.parquet")
 
 
+def file_pattern(lake_uri: str, table: str) -> str:
+    """Every per-video file of ``table`` (``FILE_PATTERNS``), each under its ``video=<partition>`` folder."""
+    return f"{lake_uri.rstrip('/')}/{table}/video=*/{FILE_PATTERNS[table]}"
+
+
 def marker_pattern(lake_uri: str, marker: str) -> str:
     """Every marker of one kind (``WRITING``, ``FRESH``)."""
     return f"{lake_uri.rstrip('/')}/{marker}/video=*/{MARKER_FILES[marker]}"
