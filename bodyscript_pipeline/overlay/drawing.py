@@ -1,13 +1,15 @@
 """Skeleton drawing: each person's bones in that person's colour, joints coloured by body side.
 
-One geometry (:func:`_shapes`), two renderers: on an RGB image, and straight on a frame's yuv420p planes
+One geometry (:func:`_people`), two renderers: on an RGB image, and straight on a frame's yuv420p planes
 (luma at full size, chroma at half), which spares the overlay two colour conversions per frame.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -21,6 +23,7 @@ SIDE_COLOURS: dict[Side, tuple[int, int, int]] = {
     Side.CENTER: (235, 235, 235),
 }
 _POINT_COLOURS = [SIDE_COLOURS[side_of(name)] for name in LANDMARK_NAMES]
+_BONES = np.array(CONNECTIONS, dtype=np.intp)
 
 # RGB colours of people's bones, far from the joints' orange and blue and from each other.
 PERSON_COLOURS: tuple[tuple[int, int, int], ...] = (
@@ -41,48 +44,57 @@ def person_colour(person: int) -> tuple[int, int, int]:
 
 
 @dataclass(frozen=True)
-class _Shape:
-    kind: str  # "line", "dot" or "text"
-    points: tuple[tuple[int, int], ...]
+class _Person:
+    """What is drawn of one person, in pixels: bones (segments of two points) in one colour, dots in their
+    side's colour, and an optional label."""
+
+    bones: np.ndarray  # (bones, 2, 2) int32
     colour: tuple[int, int, int]
-    size: int  # line thickness, dot radius, or text thickness
-    text: str = ""
-    scale: float = 0.0
+    thickness: int
+    dots: tuple[tuple[tuple[int, int], tuple[int, int, int]], ...]
+    radius: int
+    label: tuple[str, tuple[int, int], float] | None  # text, where, font scale
 
 
-def _shapes(
+def _people(
     people: np.ndarray, ids: np.ndarray | None, width: int, height: int, min_visibility: float
-) -> Iterator[_Shape]:
+) -> Iterator[_Person]:
     scale = max(height, width) / 720.0
     thickness = max(2, round(3 * scale))
     radius = max(3, round(4 * scale))
     for k, person in enumerate(people):
         pid = None if ids is None else int(ids[k])
-        colour = person_colour(pid or 0)
         pixels = np.column_stack([person[:, 0] * width, person[:, 1] * height]).round().astype(np.int32)
         visible = person[:, 2] >= min_visibility
-        for a, b in CONNECTIONS:
-            if visible[a] and visible[b]:
-                yield _Shape("line", (tuple(pixels[a]), tuple(pixels[b])), colour, thickness)
-        for i in np.flatnonzero(visible):
-            yield _Shape("dot", (tuple(pixels[i]),), _POINT_COLOURS[i], radius)
+        bones = _BONES[visible[_BONES[:, 0]] & visible[_BONES[:, 1]]]
+        dots = tuple(((int(pixels[i, 0]), int(pixels[i, 1])), _POINT_COLOURS[i]) for i in np.flatnonzero(visible))
+        label = None
         if pid is not None and visible.any():
             top = pixels[visible][np.argmin(pixels[visible][:, 1])]
             at = (int(top[0]) - radius * 2, max(int(top[1]) - radius * 3, radius * 4))
-            yield _Shape("text", (at,), colour, thickness, f"P{pid}", 0.6 * scale)
+            label = (f"P{pid}", at, 0.6 * scale)
+        yield _Person(pixels[bones], person_colour(pid or 0), thickness, dots, radius, label)
 
 
-def _draw(plane: np.ndarray, shape: _Shape, colour: tuple[int, ...] | int, shrink: int = 1) -> None:
-    points = [(x // shrink, y // shrink) for x, y in shape.points]
-    size = max(1, shape.size // shrink)
-    if shape.kind == "line":
-        cv2.line(plane, points[0], points[1], colour, size, cv2.LINE_AA)
-    elif shape.kind == "dot":
-        cv2.circle(plane, points[0], size, colour, -1, cv2.LINE_AA)
-    else:
+def _render(
+    plane: np.ndarray, person: _Person, colour_of: Callable[[tuple[int, int, int]], Any], shrink: int = 1
+) -> None:
+    """Draw ``person`` on one plane (``shrink``: its pixels per image pixel, 2 for chroma) with each RGB colour
+    as ``colour_of`` gives it for that plane. The bones go in one call: the same pixels as a line each."""
+    if len(person.bones):
+        cv2.polylines(
+            plane, list(person.bones // shrink), False, colour_of(person.colour), max(1, person.thickness // shrink),
+            cv2.LINE_AA,
+        )  # fmt: skip
+    radius = max(1, person.radius // shrink)
+    for (x, y), colour in person.dots:
+        cv2.circle(plane, (x // shrink, y // shrink), radius, colour_of(colour), -1, cv2.LINE_AA)
+    if person.label is not None:
+        text, (x, y), font_scale = person.label
         cv2.putText(
-            plane, shape.text, points[0], cv2.FONT_HERSHEY_SIMPLEX, shape.scale / shrink, colour, size, cv2.LINE_AA
-        )
+            plane, text, (x // shrink, y // shrink), cv2.FONT_HERSHEY_SIMPLEX, font_scale / shrink,
+            colour_of(person.colour), max(1, person.thickness // shrink), cv2.LINE_AA,
+        )  # fmt: skip
 
 
 def draw_skeletons(
@@ -92,11 +104,16 @@ def draw_skeletons(
     normalized x, y and visibility, with their ``ids`` as colour and label (``None``: person 0's colour and
     no label, for one person per frame). Landmarks below ``min_visibility`` and their bones are not drawn."""
     height, width = image.shape[:2]
-    for shape in _shapes(people, ids, width, height, min_visibility):
-        _draw(image, shape, shape.colour)
+    for person in _people(people, ids, width, height, min_visibility):
+        _render(image, person, _same)
     return image
 
 
+def _same(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    return colour
+
+
+@functools.cache
 def rgb_to_yuv(colour: tuple[int, int, int]) -> tuple[int, int, int]:
     """BT.601 limited range, as FFmpeg converts RGB to yuv420p by default."""
     r, g, b = colour
@@ -114,9 +131,8 @@ def draw_skeletons_yuv420p(
     height, width = planes.shape[0] * 2 // 3, planes.shape[1]
     luma = planes[:height]
     chroma = planes[height:].reshape(2, height // 2, width // 2)
-    for shape in _shapes(people, ids, width, height, min_visibility):
-        y, u, v = rgb_to_yuv(shape.colour)
-        _draw(luma, shape, y)
-        _draw(chroma[0], shape, u, shrink=2)
-        _draw(chroma[1], shape, v, shrink=2)
+    for person in _people(people, ids, width, height, min_visibility):
+        _render(luma, person, lambda colour: rgb_to_yuv(colour)[0])
+        _render(chroma[0], person, lambda colour: rgb_to_yuv(colour)[1], shrink=2)
+        _render(chroma[1], person, lambda colour: rgb_to_yuv(colour)[2], shrink=2)
     return planes

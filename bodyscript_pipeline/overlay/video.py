@@ -137,16 +137,15 @@ class OverlayEncoder:
         width, height = self._coded_size
         if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
             return frame.reformat(width=width, height=height, format="yuv420p").to_ndarray()
-        planes = frame.to_ndarray()
         if (frame.width, frame.height) == (width, height):
-            return planes
-        # Each plane scaled by OpenCV: a third of swscale's time for the same bilinear result.
+            return frame.to_ndarray()
+        # Each plane scaled by OpenCV, read where the decoder left it: a third of swscale's time for the same
+        # bilinear result, and no copy of the frame first.
         out = np.empty((height * 3 // 2, width), dtype=np.uint8)
-        cv2.resize(planes[: frame.height], (width, height), dst=out[:height], interpolation=cv2.INTER_LINEAR)
-        chroma = planes[frame.height :].reshape(2, frame.height // 2, frame.width // 2)
+        cv2.resize(_plane(frame, 0), (width, height), dst=out[:height], interpolation=cv2.INTER_LINEAR)
         out_chroma = out[height:].reshape(2, height // 2, width // 2)
-        for source, target in zip(chroma, out_chroma, strict=True):
-            cv2.resize(source, (width // 2, height // 2), dst=target, interpolation=cv2.INTER_LINEAR)
+        for k, target in enumerate(out_chroma, 1):
+            cv2.resize(_plane(frame, k), (width // 2, height // 2), dst=target, interpolation=cv2.INTER_LINEAR)
         return out
 
     def close(self) -> None:
@@ -163,6 +162,14 @@ class OverlayEncoder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
+    """Plane ``index`` of a yuv420p frame as a view of the decoder's buffer: rows of ``line_size`` bytes, the
+    padding left out."""
+    plane = frame.planes[index]
+    width, height = (frame.width, frame.height) if index == 0 else (frame.width // 2, frame.height // 2)
+    return np.frombuffer(plane, np.uint8, count=plane.line_size * height).reshape(height, plane.line_size)[:, :width]
 
 
 def join_segments(segments: list[Path], offsets: list[int], time_base: Fraction, target: Path) -> int:

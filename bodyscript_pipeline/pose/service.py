@@ -27,7 +27,7 @@ from typing import Any
 from bodyscript_pipeline import fork_server
 from bodyscript_pipeline.errors import BodyscriptError
 
-PACKAGE = Path(__file__).resolve().parent
+CORE = Path(__file__).resolve().parents[1]  # bodyscript_pipeline: whatever a range runs is in it
 MODULE = "bodyscript_pipeline.pose.service"
 START_TIMEOUT_S = fork_server.START_TIMEOUT_S
 MAX_SOCKET_PATH = fork_server.MAX_SOCKET_PATH
@@ -51,10 +51,16 @@ class ServiceUnavailable(ServiceError):
 
 @functools.cache
 def code_digest() -> str:
-    """Of the source this process imported: a long-lived process keeps asking for the service of its code."""
+    """Of the core's source as this process found it: a long-lived process keeps asking for the service of its
+    code."""
+    return source_digest(CORE)
+
+
+def source_digest(core: Path) -> str:
+    """Of every module under ``core``, not just ``pose/``: a range runs the video, overlay and lake code too."""
     digest = hashlib.sha256()
-    for path in [*sorted(PACKAGE.glob("*.py")), Path(fork_server.__file__)]:
-        digest.update(path.name.encode())
+    for path in sorted(core.rglob("*.py")):
+        digest.update(str(path.relative_to(core)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 

@@ -405,14 +405,20 @@ def decode_limits(probe: Probe) -> Limits:
 
 
 def iter_decoded(
-    path: Path, index: FrameIndex, start: int = 0, stop: int | None = None, limits: Limits | None = None
+    path: Path,
+    index: FrameIndex,
+    start: int = 0,
+    stop: int | None = None,
+    limits: Limits | None = None,
+    threaded: bool = True,
 ) -> Iterator[tuple[int, int, av.VideoFrame]]:
     """Yield ``(frame_index, pts, frame)`` for frames ``start <= i < stop``, exactly: the decoder's own frames,
     in their own pixel format and orientation (:func:`upright` turns an RGB image of one upright).
 
     Seeks to the keyframe before ``start`` and identifies frames by pts, so a range read returns the same
     frames as a full read. Every decoded frame (those before ``start`` too) is held to ``limits`` (default:
-    ``Limits()``)."""
+    ``Limits()``). ``threaded=False`` decodes on the caller's thread alone: for readers that already keep
+    every core busy, where the decoder's own threads only add switching."""
     stop = len(index) if stop is None else min(stop, len(index))
     if start >= stop:
         return
@@ -421,7 +427,7 @@ def iter_decoded(
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = "AUTO" if threaded else "NONE"
         if start > 0:
             container.seek(index.pts[start], stream=stream, backward=True, any_frame=False)
         remaining = stop - start

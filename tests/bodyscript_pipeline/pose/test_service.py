@@ -3,6 +3,7 @@ frame range; its results equal freshly spawned workers'; it goes away when idle.
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
@@ -63,6 +64,17 @@ def test_service_is_shared_and_matches_spawned_workers(
         time.sleep(0.5)
     assert not service_pids(settings.home), "idle for idle_s: gone"
     assert not socket.exists()
+
+
+def test_any_change_to_the_core_gets_a_new_service(tmp_path: Path) -> None:
+    """A range runs the video, overlay and lake code too: a change there must not reach an old service."""
+    core = tmp_path / "bodyscript_pipeline"
+    shutil.copytree(pose_service.CORE, core, ignore=shutil.ignore_patterns("__pycache__"))
+    before = pose_service.source_digest(core)
+    assert before == pose_service.code_digest(), "the same source, the same service"
+    drawing = core / "overlay" / "drawing.py"
+    drawing.write_text(drawing.read_text() + "\n# changed\n")
+    assert pose_service.source_digest(core) != before
 
 
 def test_a_range_that_fails_reports_its_error(bodyscript_home: Settings, tmp_path: Path) -> None:
