@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -126,6 +127,13 @@ def range_paths(workdir: Path, ranges: list[FrameRange]) -> list[Path]:
     return [workdir / f"frame_range-{r.index:03d}.parquet" for r in ranges]
 
 
+def spare_cores(ranges: list[FrameRange]) -> bool:
+    """Whether ranges run side by side on this machine leave cores free for threads of their own (decoding,
+    drawing). Where there is a range per core, those threads only competed with inference for the same cores:
+    7-10 % more CPU each on a 60 s clip with two ranges on two cores."""
+    return len(ranges) < (os.cpu_count() or 1)
+
+
 def _equal_ranges(frame_count: int, count: int) -> list[FrameRange]:
     bounds = [round(k * frame_count / count) for k in range(count + 1)]
     return [FrameRange(k, bounds[k], bounds[k + 1]) for k in range(count)]
@@ -151,28 +159,27 @@ def run_range(
     out: Path,
     options: PoseOptions,
     overlay: OverlayStyle | None = None,
+    threaded: bool = True,
 ) -> RangeResult:
     """Pose rows of one frame_range's frames, written to a local Parquet file with ``person`` the id given by the
-    frame_range's own tracker; with an ``overlay`` style, also the frame_range's overlay segment beside that file."""
+    frame_range's own tracker; with an ``overlay`` style, also the frame_range's overlay segment beside that file.
+    ``threaded``: the decoder and the overlay have threads of their own, for cores that inference leaves free
+    (``spare_cores``); without, this range's process does all of its work on one thread."""
     frames = detected = 0
     estimator = PoseEstimator(model_path, options.num_poses, delegate=options.delegate, tiles=options.tiles)
     tracker = PersonTracker(probe.width, probe.height, options.track_max_gap)
     segment = out.with_suffix(".mp4") if overlay else None
     first_pts = index.pts[frame_range.start]
-    # A video split into ranges has a worker per core already, so its decoder's threads and a drawing thread
-    # would only compete with inference for the same cores (measured: 7-10 % more CPU each on a 60 s clip).
-    # A video in one range leaves cores free, which they use.
-    whole = frame_range.start == 0 and frame_range.stop >= len(index)
     # One encoder thread: the ranges' processes already keep every core busy.
     drawing = (
-        OverlayEncoder(segment, probe, overlay, first_pts, threads=1, background=whole)
+        OverlayEncoder(segment, probe, overlay, first_pts, threads=1, background=threaded)
         if segment and overlay
         else nullcontext()
     )
     with estimator, table_writer("landmarks", f"file://{out}") as writer, drawing as drawn:
         parts: list[dict[str, list[object]]] = []
         for frame_index, pts, frame in iter_decoded(
-            video, index, frame_range.warmup_start, frame_range.stop, decode_limits(probe), threaded=whole
+            video, index, frame_range.warmup_start, frame_range.stop, decode_limits(probe), threaded=threaded
         ):
             timestamp_ms = probe.timestamp_ms(pts)
             people = estimator.detect(upright(frame.to_ndarray(format="rgb24"), probe.rotation), timestamp_ms)
@@ -210,6 +217,7 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
         Path(request["out"]),
         PoseOptions(**request["options"]),
         OverlayStyle(**overlay) if overlay is not None else None,
+        request.get("threaded", True),
     )
     return {
         "frames": result.frames,
@@ -338,7 +346,7 @@ class VideoRanges:
                 logging.getLogger("bodyscript").warning(f"{exc}; starting pose workers for this video instead")
         return self._spawned(ranges, paths, progress)
 
-    def request(self, frame_range: FrameRange, out: Path) -> dict[str, Any]:
+    def request(self, frame_range: FrameRange, out: Path, threaded: bool = True) -> dict[str, Any]:
         """One range as a pose service request, in JSON (``run_request`` reads it back)."""
         return {
             "video": str(self.video),
@@ -349,6 +357,7 @@ class VideoRanges:
             "out": str(out),
             "options": asdict(self.options),
             "overlay": asdict(self.overlay) if self.overlay is not None else None,
+            "threaded": threaded,
         }
 
     def _spawned(
@@ -361,8 +370,9 @@ class VideoRanges:
             len(ranges), mp_context=context, initializer=_init_worker, initargs=(counter,)
         ) as pool:
             args = (self.video, self.probe, self.index, self.model_path)
+            threaded = spare_cores(ranges)
             futures = [
-                pool.submit(run_range, *args, frame_range, path, self.options, self.overlay)
+                pool.submit(run_range, *args, frame_range, path, self.options, self.overlay, threaded)
                 for frame_range, path in zip(ranges, paths, strict=True)
             ]
             return _gather(futures, lambda: int(counter.value), len(self.index), progress)
@@ -380,7 +390,7 @@ class VideoRanges:
 
         def one(frame_range: FrameRange, path: Path) -> RangeResult:
             client = pose_service.connect(service.home, service.idle_s)
-            record = pose_service.run_remote(client, self.request(frame_range, path), add)
+            record = pose_service.run_remote(client, self.request(frame_range, path, spare_cores(ranges)), add)
             segment = record["segment"]
             return RangeResult(frame_range, path, record["frames"], record["detected"], record["delegate"],
                                record["fallback_reason"], Path(segment) if segment else None)  # fmt: skip

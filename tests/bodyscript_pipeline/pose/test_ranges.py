@@ -106,3 +106,33 @@ def test_overlay_drawn_by_the_pose_workers(
     for number in (0, 114, 115, 229):  # the ranges' first and last frames
         difference = np.abs(frame_at(joined_path, number).astype(int) - frame_at(drawn_path, number))
         assert difference.mean() < 4 and np.percentile(difference, 99) < 40, number  # two H.264 encodings
+
+
+def test_spare_cores_only_while_ranges_leave_some(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pose_ranges.os, "cpu_count", lambda: 2)
+    assert pose_ranges.spare_cores(plan_worker_ranges(100, 2)), "a short clip's one range leaves a core free"
+    assert not pose_ranges.spare_cores(plan_worker_ranges(1000, 2)), "a range per core: none left"
+
+
+def test_a_range_gives_the_same_rows_and_overlay_with_and_without_threads(
+    bodyscript_home: Settings, demo_video: Path, tmp_path: Path
+) -> None:
+    """Threads for decoding and drawing change how the work is scheduled, never what comes out."""
+    from bodyscript_pipeline.overlay.video import OverlayStyle
+    from bodyscript_pipeline.pose.estimator import PoseOptions
+    from bodyscript_pipeline.video.io import probe_video
+
+    probe, index = probe_video(demo_video)
+    model = ensure_model(bodyscript_home).path
+    frame_range = pose_ranges.FrameRange(1, 60, 100)  # with warm-up frames before it
+    outputs = {}
+    for threaded in (True, False):
+        out = tmp_path / f"threaded-{threaded}" / "range.parquet"
+        out.parent.mkdir()
+        result = pose_ranges.run_range(
+            demo_video, probe, index, model, frame_range, out, PoseOptions(), OverlayStyle(480), threaded
+        )  # fmt: skip
+        assert result.frames == 40 and result.segment is not None
+        outputs[threaded] = (pl.read_parquet(out), result.segment.read_bytes())
+    assert outputs[True][0].equals(outputs[False][0])
+    assert outputs[True][1] == outputs[False][1], "the overlay segment, byte for byte"
