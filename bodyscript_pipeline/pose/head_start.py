@@ -21,8 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bodyscript_pipeline.pose.ranges import spare_cores
-
 if TYPE_CHECKING:
     from bodyscript_pipeline.pose.ranges import FrameRange, RangeResult, VideoRanges
 
@@ -52,6 +50,8 @@ _lock = threading.Lock()
 def identity(source: tuple[str, str], video: VideoRanges, ranges: list[FrameRange]) -> str:
     """What a video's pose results depend on, as a digest: the source object and version (not the local path
     it was read from), and everything else a range request carries."""
+    from bodyscript_pipeline.pose.ranges import spare_cores  # not at the top: every CLI command imports this module
+
     request = video.request(ranges[0], video.video, spare_cores(ranges)) if ranges else {}
     inputs = {name: value for name, value in request.items() if name not in ("video", "out", "frame_range")}
     described = {"source": list(source), **inputs, "ranges": [asdict(r) for r in ranges]}
