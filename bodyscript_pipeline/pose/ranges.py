@@ -388,9 +388,11 @@ class VideoRanges:
             with lock:
                 done[0] += frames
 
+        threaded = spare_cores(ranges)
+
         def one(frame_range: FrameRange, path: Path) -> RangeResult:
             client = pose_service.connect(service.home, service.idle_s)
-            record = pose_service.run_remote(client, self.request(frame_range, path, spare_cores(ranges)), add)
+            record = pose_service.run_remote(client, self.request(frame_range, path, threaded), add)
             segment = record["segment"]
             return RangeResult(frame_range, path, record["frames"], record["detected"], record["delegate"],
                                record["fallback_reason"], Path(segment) if segment else None)  # fmt: skip

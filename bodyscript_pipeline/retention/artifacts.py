@@ -64,10 +64,8 @@ def aged_artifacts(lake_uri: str, older_than_days: float, now: float | None = No
     fs, root = storage.filesystem(lake_uri)
     for table in DERIVED_TABLES:
         table_root = f"{root.rstrip('/')}/{table}"
-        if not fs.exists(table_root):
-            continue
         folders: dict[str, list[dict[str, Any]]] = {}
-        for path, info in fs.find(table_root, detail=True).items():  # one listing (on S3, not one per folder)
+        for path, info in fs.find(table_root, detail=True).items():  # one listing (on S3, not one per folder); none: {}
             name = path.removeprefix(table_root + "/").split("/", 1)[0]
             if name.startswith(PARTITION_FOLDER):
                 folders.setdefault(name, []).append(info)
