@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from bodyscript_pipeline.lake.parquet import TableWriter, table_writer, whole_frames
 from bodyscript_pipeline.lake.schemas import IMAGE_COLUMNS
-from bodyscript_pipeline.overlay.video import OverlayEncoder, OverlayStyle
+from bodyscript_pipeline.overlay.video import OverlayEncoder, OverlayStyle, opencv_threads
 from bodyscript_pipeline.pose import service as pose_service
 from bodyscript_pipeline.pose.estimator import (
     VISIBILITY,
@@ -49,7 +49,14 @@ from bodyscript_pipeline.pose.estimator import (
 from bodyscript_pipeline.pose.service import PoseService, ServiceUnavailable
 from bodyscript_pipeline.pose.tracking import PersonTracker
 from bodyscript_pipeline.skeleton.landmarks import NUM_LANDMARKS
-from bodyscript_pipeline.video.io import FrameIndex, Probe, decode_limits, iter_decoded, probe_video, upright
+from bodyscript_pipeline.video.io import (
+    FrameIndex,
+    Probe,
+    RgbConverter,
+    decode_limits,
+    iter_decoded,
+    probe_video,
+)
 from bodyscript_pipeline.video.limits import Limits
 
 WARMUP_FRAMES = 30
@@ -176,13 +183,15 @@ def run_range(
         if segment and overlay
         else nullcontext()
     )
-    with estimator, table_writer("landmarks", f"file://{out}") as writer, drawing as drawn:
+    rgb = RgbConverter(probe.rotation, threaded)
+    single = opencv_threads(None if threaded else 1)
+    with estimator, table_writer("landmarks", f"file://{out}") as writer, drawing as drawn, single:
         parts: list[dict[str, list[object]]] = []
         for frame_index, pts, frame in iter_decoded(
             video, index, frame_range.warmup_start, frame_range.stop, decode_limits(probe), threaded=threaded
         ):
             timestamp_ms = probe.timestamp_ms(pts)
-            people = estimator.detect(upright(frame.to_ndarray(format="rgb24"), probe.rotation), timestamp_ms)
+            people = estimator.detect(rgb(frame), timestamp_ms)
             xyv = people[:, :, [X, Y, VISIBILITY]]
             ids = np.asarray(tracker.assign(frame_index, xyv) if len(people) else [], dtype=np.uint16)
             if frame_index < frame_range.start:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from bodyscript_pipeline.errors import VideoError
 from bodyscript_pipeline.video.limits import (
@@ -161,6 +162,23 @@ def upright(image: np.ndarray, rotation: int) -> np.ndarray:
         image = np.rot90(image, k=rotation // 90)
     # MediaPipe and OpenCV need C-contiguous pixels; PyAV may return padded rows.
     return np.ascontiguousarray(image)
+
+
+class RgbConverter:
+    """Decoded frames as contiguous, upright RGB arrays, the same as ``upright(frame.to_ndarray(format="rgb24"))``.
+
+    One swscale context serves every frame, where ``to_ndarray`` sets one up per frame. Without ``threaded`` it
+    converts on the caller's thread alone: where processes already fill the cores, swscale's threads cost more
+    CPU than they save (measured on the real clip: 2.0 → 1.2 ms CPU a frame)."""
+
+    def __init__(self, rotation: int, threaded: bool = True) -> None:
+        self._reformatter = VideoReformatter()
+        self._rotation = rotation
+        self._threads = None if threaded else 1
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        rgb = self._reformatter.reformat(frame, format="rgb24", threads=self._threads).to_ndarray()
+        return upright(rgb, self._rotation)
 
 
 def probe_video(path: Path, limits: Limits | None = None) -> tuple[Probe, FrameIndex]:

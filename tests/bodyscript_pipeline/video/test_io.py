@@ -18,6 +18,7 @@ from bodyscript_pipeline.video.io import (
     FrameIndex,
     H264Writer,
     Probe,
+    RgbConverter,
     iter_decoded,
     probe_video,
     upright,
@@ -37,8 +38,9 @@ def upright_frames(
     path: Path, probe: Probe, index: FrameIndex, start: int = 0, stop: int | None = None, limits: Limits | None = None
 ) -> Iterator[tuple[int, int, np.ndarray]]:
     """``(frame_index, pts, upright RGB image)`` as the pose step reads frames (pose/ranges.py)."""
+    rgb = RgbConverter(probe.rotation)
     for i, pts, frame in iter_decoded(path, index, start, stop, limits):
-        yield i, pts, upright(frame.to_ndarray(format="rgb24"), probe.rotation)
+        yield i, pts, rgb(frame)
 
 
 def yuv420p(image: np.ndarray, writer: H264Writer) -> np.ndarray:
@@ -119,6 +121,25 @@ def test_rotation_is_reported_and_applied_like_opencv(tmp_path: Path, written: i
     assert white_quadrants(ours) == white_quadrants(bgr)
     # Exactly one quadrant is white, so the comparison above is not trivially satisfied.
     assert sum(sum(row) for row in white_quadrants(ours)) == 1
+
+
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_rgb_converter_gives_pyav_rgb_on_any_thread_count(tmp_path: Path, demo_video: Path, rotation: int) -> None:
+    """The pose step's converter keeps one swscale context and may run single-threaded: the same pixels as
+    ``to_ndarray(format="rgb24")``, on the real clip (BT.709, rows padded by the decoder) and on a rotated one."""
+    path = demo_video if not rotation else pattern_video(tmp_path / "rotated.mp4", 70, 46, 6, rotation=rotation)
+    probe, index = probe_video(path)
+    converters = [RgbConverter(probe.rotation), RgbConverter(probe.rotation, threaded=False)]
+    compared = 0
+    for _, _, frame in iter_decoded(path, index, 0, 40, threaded=False):
+        expected = upright(frame.to_ndarray(format="rgb24"), probe.rotation)
+        assert expected.shape == (probe.height, probe.width, 3)
+        for convert in converters:
+            image = convert(frame)
+            assert image.flags["C_CONTIGUOUS"]
+            np.testing.assert_array_equal(image, expected)
+        compared += 1
+    assert compared == min(40, len(index))
 
 
 @pytest.mark.parametrize(
