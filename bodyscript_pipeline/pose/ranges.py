@@ -214,7 +214,7 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
     """``run_range`` from a pose service request (``VideoRanges.request``); the result as a record. A request
     with ``limits`` probes its video instead (``probe_in_service``)."""
     if "limits" in request:
-        probe, index = probe_video(Path(request["video"]), Limits(**request["limits"]))
+        probe, index = probe_video(Path(request["video"]), Limits(**request["limits"]), checked=False)
         return {"probe": probe.to_json(), "index": {"pts": index.pts, "keyframe": index.keyframe}}
     overlay = request["overlay"]
     result = run_range(
@@ -238,7 +238,8 @@ def run_request(request: dict[str, Any]) -> dict[str, Any]:
 
 
 def probe_in_service(service: PoseService, video: Path, limits: Limits) -> tuple[Probe, FrameIndex]:
-    """``probe_video`` in a process of the pose service, which has PyAV imported already."""
+    """``probe_video`` in a process of the pose service, which has PyAV imported already: unchecked, as work begun
+    ahead needs it (its results are taken only where the step's own checked probe is the same)."""
     client = pose_service.connect(service.home, service.idle_s)
     record = pose_service.run_remote(client, {"video": str(video), "limits": asdict(limits)}, lambda _: None)
     return Probe.from_json(record["probe"]), FrameIndex(record["index"]["pts"], record["index"]["keyframe"])

@@ -181,15 +181,20 @@ class RgbConverter:
         return upright(rgb, self._rotation)
 
 
-def probe_video(path: Path, limits: Limits | None = None) -> tuple[Probe, FrameIndex]:
+def probe_video(path: Path, limits: Limits | None = None, checked: bool = True) -> tuple[Probe, FrameIndex]:
     """The real frame count and each frame's pts, read from the container's packets, not the header's claims.
 
-    Reading packets costs a fraction of decoding them, so only what can break is decoded: the first frame
-    (its rotation, and that the stream decodes at all) and the last group of pictures, where a cut upload
-    breaks off. A stream that breaks off keeps the frames before the break and says so in ``decode_error``.
-    Packets without timestamps (raw streams) fall back to decoding every frame. The header is checked
-    against ``limits`` before anything is read (frame size, duration, and frames x size against the pixel
-    budget), the frame count and pixel budget while reading, and each decoded frame's own size.
+    Reading packets costs a fraction of decoding them, so only what can break is decoded: the first group of
+    pictures (the rotation, that the stream decodes at all, and leading pictures that refer to frames before
+    the start) and the last, where a cut upload breaks off. A stream that breaks off keeps the frames before
+    the break and says so in ``decode_error``. Packets without timestamps (raw streams) fall back to decoding
+    every frame. The header is checked against ``limits`` before anything is read (frame size, duration, and
+    frames x size against the pixel budget), the frame count and pixel budget while reading, and each decoded
+    frame's own size.
+
+    Without ``checked``, only the first frame is decoded: the probe a video that decodes whole has, in a
+    fraction of the time (a 60 s clip: 2 s → 0.1 s), for work begun ahead (pose/head_start.py) that is used
+    only where it matches the checked probe.
     """
     limits = limits or Limits()
     container = _open(path)
@@ -211,6 +216,8 @@ def probe_video(path: Path, limits: Limits | None = None) -> tuple[Probe, FrameI
     check = FrameCheck(path.name, limits)
     if demuxed is None:
         index, rotation, decode_error = _decoded_index(path, limits)
+    elif not checked:
+        index, rotation, decode_error = demuxed, _first_rotation(path, check), None
     else:
         index, decode_error, from_start = _decodable_prefix(path, demuxed, check)
         index, rotation = _decodable_head(path, index, check, from_start)
@@ -338,6 +345,20 @@ def _decodable_prefix(
         raise VideoError(f"{path.name}: no decodable video frame ({error or 'nothing decoded'})")
     kept = FrameIndex(index.pts[:missing], index.keyframe[:missing])
     return kept, f"decoding stopped after frame {missing - 1}: {error or 'later frames did not decode'}", from_start
+
+
+def _first_rotation(path: Path, check: FrameCheck) -> int:
+    """The first decoded frame's rotation."""
+    container = _open(path)
+    try:
+        for frame in container.decode(container.streams.video[0]):
+            check(frame)
+            return normalize_rotation(frame.rotation)
+    except av.FFmpegError as exc:
+        raise VideoError(f"{path.name}: no decodable video frame ({_reason(exc)})") from None
+    finally:
+        container.close()
+    raise VideoError(f"{path.name}: no decodable video frame")
 
 
 def _decodable_head(

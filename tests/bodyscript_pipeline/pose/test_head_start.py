@@ -7,6 +7,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import av
+import numpy as np
 import polars as pl
 import pytest
 
@@ -18,6 +20,7 @@ from bodyscript_pipeline.pose.model import ensure_model
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.steps.frames import extract_frames
 from bodyscript_pipeline.steps.landmarks import LandmarksResult, begin_pose, estimate_landmarks, overlay_style
+from bodyscript_pipeline.video.io import probe_video
 from tests.support.video_factory import clip_of
 
 
@@ -79,6 +82,31 @@ def test_a_head_start_of_other_inputs_is_left(bodyscript_home: Settings, demo_vi
     head_start._begun.clear()
     begin_pose(settings, f"file://{first}", "an older version")  # the version the caller saw is not the file's now
     assert not step(settings, "first", first).head_start, "another source version"
+
+
+def test_a_head_start_on_a_video_cut_short_is_left(bodyscript_home: Settings, tmp_path: Path) -> None:
+    """The head start probes without decoding the first and last groups of pictures. Where an upload breaks off
+    in the last one, the step's checked probe lists fewer frames: the head start is not taken, and the step's
+    rows are its own, up to the break."""
+    whole = tmp_path / "whole.mp4"
+    with av.open(str(whole), "w", options={"movflags": "+faststart"}) as out:  # the index first, then the media
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(60):
+            noise = np.random.default_rng(i).integers(0, 255, (48, 64, 3), np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(noise, format="rgb24")))
+        out.mux(stream.encode())
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    checked, unchecked = probe_video(cut)[0], probe_video(cut, checked=False)[0]
+    assert checked.decode_error and checked.frame_count < unchecked.frame_count
+
+    uri = f"file://{cut}"
+    begin_pose(bodyscript_home, uri, object_version(uri))
+    result = step(bodyscript_home, "cut", cut)
+    assert not result.head_start
+    assert result.frames == checked.frame_count
+    assert landmarks_of(bodyscript_home, "cut")["frame_index"].unique().sort().to_list() == list(range(result.frames))
 
 
 def test_a_head_start_that_fails_is_not_taken(bodyscript_home: Settings, tmp_path: Path) -> None:

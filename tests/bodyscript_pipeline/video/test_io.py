@@ -423,6 +423,8 @@ def test_index_from_packets_equals_decoding_every_frame(tmp_path: Path, kind: st
     assert index == decoded and len(index) > 1
     assert (probe.rotation, probe.decode_error) == (rotation, error)
     assert probe.frame_count == len(index)
+    # Unchecked (a head start's probe), a video that decodes whole gets the very same probe and index.
+    assert probe_video(path, checked=False) == (probe, index)
 
 
 def test_a_listed_frame_that_never_decodes_is_an_error(tmp_path: Path) -> None:
