@@ -118,9 +118,13 @@ class PoseRun:
 
 
 def plan_worker_ranges(frame_count: int, workers: int) -> list[FrameRange]:
-    """Contiguous frame ranges of near-equal size covering ``[0, frame_count)`` exactly once, one per worker
-    (fewer for a short video)."""
-    return _equal_ranges(frame_count, max(1, min(workers, frame_count // MIN_RANGE_FRAMES)))
+    """Contiguous frame ranges covering ``[0, frame_count)`` exactly once, one per worker (fewer for a short
+    video), of near-equal work: every range after the first also runs its ``WARMUP_FRAMES``, so the first gets
+    as many frames more, and the workers, side by side, finish together."""
+    count = max(1, min(workers, frame_count // MIN_RANGE_FRAMES))
+    share = (frame_count + (count - 1) * WARMUP_FRAMES) / count  # frames run by each, warm-up included
+    bounds = [0, *(round(share + k * (share - WARMUP_FRAMES)) for k in range(count - 1)), frame_count]
+    return [FrameRange(k, bounds[k], bounds[k + 1]) for k in range(count)]
 
 
 def plan_ranges(frame_count: int, range_frames: int) -> list[FrameRange]:
