@@ -27,6 +27,9 @@ from pathlib import Path
 START_TIMEOUT_S = 30.0
 MAX_SOCKET_PATH = 100  # bytes: AF_UNIX allows 107
 
+# In a request's own process: how many other requests the server was running when it forked this one.
+running_beside = 0
+
 
 class ServerUnavailable(RuntimeError):
     """The server did not start: the caller does the work some other way."""
@@ -94,6 +97,14 @@ def connect(
     return client
 
 
+def _reap(children: set[int]) -> None:
+    """Forget the children that ended."""
+    for pid in list(children):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            children.discard(pid)
+
+
 def _owns(path: Path, inode: int) -> bool:
     try:
         return path.stat().st_ino == inode
@@ -112,7 +123,9 @@ def serve(
     ``idle_s`` seconds with no child running and no connection, once ``path`` is another server's, once
     ``stale()`` says what it imported changed (it then closes the connection unanswered: the caller starts a
     new server), or, ``with_parent``, once the process that started it is gone and no child runs. Import what
-    ``handle`` needs before calling this: that is the start-up each request saves."""
+    ``handle`` needs before calling this: that is the start-up each request saves. ``handle`` finds in
+    ``running_beside`` how many other requests run beside its own as it starts."""
+    global running_beside
     parent = os.getppid()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -136,19 +149,18 @@ def serve(
                 if stale():
                     conn.close()
                     return
+                _reap(children)
                 pid = os.fork()
                 if pid == 0:  # the request's own process
                     server.close()
+                    running_beside = len(children)
                     try:
                         handle(conn)
                     finally:
                         os._exit(0)
                 conn.close()
                 children.add(pid)
-            for pid in list(children):
-                done, _ = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    children.discard(pid)
+            _reap(children)
             orphaned = with_parent and os.getppid() != parent
             if children:
                 last_active = time.monotonic()

@@ -138,11 +138,12 @@ def range_paths(workdir: Path, ranges: list[FrameRange]) -> list[Path]:
     return [workdir / f"frame_range-{r.index:03d}.parquet" for r in ranges]
 
 
-def spare_cores(ranges: list[FrameRange]) -> bool:
-    """Whether ranges run side by side on this machine leave cores free for threads of their own (decoding,
-    drawing). Where there is a range per core, those threads only competed with inference for the same cores:
-    7-10 % more CPU each on a 60 s clip with two ranges on two cores."""
-    return len(ranges) < (os.cpu_count() or 1)
+def spare_cores(ranges: list[FrameRange], running: int = 0) -> bool:
+    """Whether ranges run side by side on this machine, beside ``running`` other ranges (other videos' in the
+    pose service), leave cores free for threads of their own (decoding, drawing). Where there is a range per
+    core, those threads only competed with inference for the same cores: 7-10 % more CPU each on a 60 s clip
+    with two ranges on two cores."""
+    return len(ranges) + running < (os.cpu_count() or 1)
 
 
 def _equal_ranges(frame_count: int, count: int) -> list[FrameRange]:
@@ -214,25 +215,30 @@ def run_range(
     return RangeResult(frame_range, out, frames, detected, estimator.delegate, estimator.fallback_reason, segment)
 
 
-def run_request(request: dict[str, Any]) -> dict[str, Any]:
+def run_request(request: dict[str, Any], running: int = 0) -> dict[str, Any]:
     """``run_range`` from a pose service request (``VideoRanges.request``); the result as a record. A request
-    with ``limits`` probes its video instead (``probe_in_service``)."""
+    with ``limits`` probes its video instead (``probe_in_service``). The range has threads of its own where its
+    caller says cores are left and ``running`` requests beside it (a burst's other videos) leave them still;
+    the outputs are the same either way."""
     if "limits" in request:
         probe, index = probe_video(Path(request["video"]), Limits(**request["limits"]), checked=False)
         return {"probe": probe.to_json(), "index": {"pts": index.pts, "keyframe": index.keyframe}}
     overlay = request["overlay"]
+    frame_range = FrameRange(**request["frame_range"])
+    threaded = request.get("threaded", True) and spare_cores([frame_range], running)
     result = run_range(
         Path(request["video"]),
         Probe.from_json(request["probe"]),
         FrameIndex(request["index"]["pts"], request["index"]["keyframe"]),
         Path(request["model"]),
-        FrameRange(**request["frame_range"]),
+        frame_range,
         Path(request["out"]),
         PoseOptions(**request["options"]),
         OverlayStyle(**overlay) if overlay is not None else None,
-        request.get("threaded", True),
+        threaded,
     )
     return {
+        "threaded": threaded,
         "frames": result.frames,
         "detected": result.detected,
         "delegate": result.delegate,

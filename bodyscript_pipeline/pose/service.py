@@ -87,8 +87,10 @@ def connect(home: Path, idle_s: float, timeout: float = START_TIMEOUT_S) -> sock
 
 
 def run_remote(client: socket.socket, request: dict[str, Any], progress: Callable[[int], None]) -> dict[str, Any]:
-    """Sends one range to the service; calls ``progress(frames)`` as it reports; returns its result record.
-    Raises ``ServiceError`` if the range's process died, or the error it reported."""
+    """Sends one range to the service; calls ``progress(frames)`` as it reports; returns its result record once
+    the range's process has ended (its connection closes as it exits), so that a request sent next (a video's
+    range right after its probe) is not counted as running beside it. Raises ``ServiceError`` if the range's
+    process died, or the error it reported."""
     with client, client.makefile("rwb") as stream:
         stream.write(json.dumps(request).encode() + b"\n")
         stream.flush()
@@ -97,6 +99,7 @@ def run_remote(client: socket.socket, request: dict[str, Any], progress: Callabl
             if kind == "p":
                 progress(int(body))
             elif kind == "ok":
+                stream.read()
                 return dict(json.loads(body))
             elif kind == "user-error":
                 raise BodyscriptError(body)
@@ -121,7 +124,7 @@ def _serve_range(conn: socket.socket) -> None:
     try:
         request = json.loads(stream.readline())
         pose_ranges.set_progress_reporter(lambda frames: send("p", str(frames)))
-        result = pose_ranges.run_request(request)
+        result = pose_ranges.run_request(request, fork_server.running_beside)
         send("ok", json.dumps(result))
     except BrokenPipeError:
         return

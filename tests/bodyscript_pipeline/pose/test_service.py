@@ -3,9 +3,13 @@ frame range; its results equal freshly spawned workers'; it goes away when idle.
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -13,11 +17,14 @@ from bodyscript_pipeline.lake.paths import VideoLake
 from bodyscript_pipeline.lake.sources import register_source
 from bodyscript_pipeline.overlay.video import OverlayStyle
 from bodyscript_pipeline.pose import service as pose_service
+from bodyscript_pipeline.pose.estimator import PoseOptions
 from bodyscript_pipeline.pose.model import ensure_model
+from bodyscript_pipeline.pose.ranges import VideoRanges, plan_worker_ranges
 from bodyscript_pipeline.pose.service import PoseService
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.steps.frames import extract_frames
 from bodyscript_pipeline.steps.landmarks import estimate_landmarks
+from bodyscript_pipeline.video.io import probe_video
 from tests.support.processes import server_pids
 from tests.support.video_factory import clip_of
 
@@ -124,3 +131,32 @@ def test_a_deep_home_gets_a_socket_path_unix_allows(bodyscript_home: Settings, t
         assert "KeyError" in str(exc), "the service answered"
     else:
         raise AssertionError("an empty request must fail")
+
+
+def test_a_range_beside_another_videos_leaves_threads_out_where_they_fill_the_cores(
+    bodyscript_home: Settings, demo_video: Path, tmp_path: Path
+) -> None:
+    """Two videos' ranges at once, as in a burst: the range started beside another has threads of its own only
+    where the two leave a core free; its rows are the same either way."""
+    settings = bodyscript_home
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", 60, size=(442, 248))
+    probe, index = probe_video(clip)
+    ranges = VideoRanges(clip, probe, index, ensure_model(settings).path, PoseOptions(), OverlayStyle())
+    (frame_range,) = plan_worker_ranges(len(index), 2)
+    at_work = threading.Event()
+
+    def send(name: str) -> dict[str, Any]:
+        client = pose_service.connect(settings.home, idle_s=5)
+        request = ranges.request(frame_range, tmp_path / f"{name}.parquet", threaded=True)
+        return pose_service.run_remote(client, request, lambda frames: at_work.set())
+
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(send, "first")
+        assert at_work.wait(60), "the first range reported progress: it is at work"
+        second = pool.submit(send, "second").result()
+        alone = first.result()
+    cores = os.cpu_count() or 1
+    assert alone["threaded"] == (cores > 1), "alone, a range keeps threads where a core is left"
+    assert second["threaded"] == (cores > 2), "beside the first, only where the two leave a core"
+    rows = {name: pl.read_parquet(tmp_path / f"{name}.parquet") for name in ("first", "second")}
+    assert rows["first"]["frame_index"].n_unique() == 60 and rows["first"].equals(rows["second"])
