@@ -121,10 +121,7 @@ def plan_worker_ranges(frame_count: int, workers: int) -> list[FrameRange]:
     """Contiguous frame ranges covering ``[0, frame_count)`` exactly once, one per worker (fewer for a short
     video), of near-equal work: every range after the first also runs its ``WARMUP_FRAMES``, so the first gets
     as many frames more, and the workers, side by side, finish together."""
-    count = max(1, min(workers, frame_count // MIN_RANGE_FRAMES))
-    share = (frame_count + (count - 1) * WARMUP_FRAMES) / count  # frames run by each, warm-up included
-    bounds = [0, *(round(share + k * (share - WARMUP_FRAMES)) for k in range(count - 1)), frame_count]
-    return [FrameRange(k, bounds[k], bounds[k + 1]) for k in range(count)]
+    return _equal_ranges(frame_count, max(1, min(workers, frame_count // MIN_RANGE_FRAMES)), WARMUP_FRAMES)
 
 
 def plan_ranges(frame_count: int, range_frames: int) -> list[FrameRange]:
@@ -146,8 +143,11 @@ def spare_cores(ranges: list[FrameRange], running: int = 0) -> bool:
     return len(ranges) + running < (os.cpu_count() or 1)
 
 
-def _equal_ranges(frame_count: int, count: int) -> list[FrameRange]:
-    bounds = [round(k * frame_count / count) for k in range(count + 1)]
+def _equal_ranges(frame_count: int, count: int, warmup: int = 0) -> list[FrameRange]:
+    """``count`` ranges that each run the same number of frames, where every range after the first also runs
+    ``warmup`` frames before its own."""
+    run = frame_count + (count - 1) * warmup  # frames run by all, warm-ups included: ``run / count`` each
+    bounds = [0, *(round((k * run - (k - 1) * warmup * count) / count) for k in range(1, count)), frame_count]
     return [FrameRange(k, bounds[k], bounds[k + 1]) for k in range(count)]
 
 

@@ -192,9 +192,9 @@ def probe_video(path: Path, limits: Limits | None = None, checked: bool = True) 
     frames x size against the pixel budget), the frame count and pixel budget while reading, and each decoded
     frame's own size.
 
-    Without ``checked``, only the first frame is decoded: the probe a video that decodes whole has, in a
-    fraction of the time (a 60 s clip: 2 s → 0.1 s), for work begun ahead (pose/head_start.py) that is used
-    only where it matches the checked probe.
+    Without ``checked``, the head is decoded up to its first frame only, and the tail not at all: the probe a
+    video that decodes whole has, in a fraction of the time (a 60 s clip: 2 s → 0.1 s), for work begun ahead
+    (pose/head_start.py) that is used only where it matches the checked probe.
     """
     limits = limits or Limits()
     container = _open(path)
@@ -217,7 +217,8 @@ def probe_video(path: Path, limits: Limits | None = None, checked: bool = True) 
     if demuxed is None:
         index, rotation, decode_error = _decoded_index(path, limits)
     elif not checked:
-        index, rotation, decode_error = demuxed, _first_rotation(path, check), None
+        index, rotation = _decodable_head(path, demuxed, check, most=1)
+        decode_error = None
     else:
         index, decode_error, from_start = _decodable_prefix(path, demuxed, check)
         index, rotation = _decodable_head(path, index, check, from_start)
@@ -345,20 +346,6 @@ def _decodable_prefix(
         raise VideoError(f"{path.name}: no decodable video frame ({error or 'nothing decoded'})")
     kept = FrameIndex(index.pts[:missing], index.keyframe[:missing])
     return kept, f"decoding stopped after frame {missing - 1}: {error or 'later frames did not decode'}", from_start
-
-
-def _first_rotation(path: Path, check: FrameCheck) -> int:
-    """The first decoded frame's rotation."""
-    container = _open(path)
-    try:
-        for frame in container.decode(container.streams.video[0]):
-            check(frame)
-            return normalize_rotation(frame.rotation)
-    except av.FFmpegError as exc:
-        raise VideoError(f"{path.name}: no decodable video frame ({_reason(exc)})") from None
-    finally:
-        container.close()
-    raise VideoError(f"{path.name}: no decodable video frame")
 
 
 def _decodable_head(
