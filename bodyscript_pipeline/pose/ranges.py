@@ -49,6 +49,7 @@ from bodyscript_pipeline.pose.estimator import (
 from bodyscript_pipeline.pose.service import PoseService, ServiceUnavailable
 from bodyscript_pipeline.pose.tracking import PersonTracker
 from bodyscript_pipeline.skeleton.landmarks import NUM_LANDMARKS
+from bodyscript_pipeline.video.heap import reuse_frame_buffers
 from bodyscript_pipeline.video.io import (
     FrameIndex,
     Probe,
@@ -157,6 +158,7 @@ def _init_worker(counter: Any) -> None:
             counter.value += frames
 
     set_progress_reporter(add)
+    reuse_frame_buffers()
     if sys.platform == "linux":
         # Die with the step process: a step killed mid-run (OOM, kill -9) leaves no worker computing for nobody.
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
