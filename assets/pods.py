@@ -74,10 +74,10 @@ SERVICE_STORAGE = {"requests": "512Mi", "limits": "2Gi"}
 # Staging (TMPDIR) of a step pod. Measured with the lake on S3 (each step its own process through the real
 # k8s_job_executor, its TMPDIR sampled every 10 ms): sports2d_demo.mp4 (3.97 MB VP9, 7.7 s) peaked at 8.9 MB in
 # pose and 13.9 MB in derived, a 30.7 s H.264 clip of it (12.9 MB) at 32.4 MB and 51.8 MB, fleet_summary at
-# 8 KB: the source copy plus the overlay segments (pose), plus the joined overlay (derived); the 720p overlay
-# grew by 0.63 MB a second in both. The limits take the largest source the limits admit (BODYSCRIPT_MAX_BYTES,
-# BODYSCRIPT_MAX_DURATION_S) with half again as much headroom (busier scenes encode larger overlays); requests
-# take a representative source, 1 GiB over 10 minutes.
+# 8 KB: the source copy plus the overlay segments (pose), plus the joined overlay (derived); the overlay (720p
+# then; the 540p default is smaller) grew by 0.63 MB a second in both. The limits take the largest source the
+# limits admit (BODYSCRIPT_MAX_BYTES, BODYSCRIPT_MAX_DURATION_S) with half again as much headroom (busier scenes
+# encode larger overlays); requests take a representative source, 1 GiB over 10 minutes.
 STAGING = "staging"
 STAGING_DIR = "/staging"
 OVERLAY_BYTES_PER_S = 650_000

@@ -8,6 +8,7 @@ Side by side, on this machine, in fresh processes and a fresh BODYSCRIPT_HOME:
   process         `bodyscript process CLIP --json` (every asset through Dagster in one process)
   drop            one clip copied into the drop folder of a running `dagster dev` (what `make dev` starts):
                   seconds from the end of the copy until every per-video asset is materialized
+                  (and the long clip, once, against its bare process)
   burst           --burst short clips (four variants of the real recording, the same number of copies each)
                   copied at once: seconds until all are materialized, against the two-core model ceiling
                   (the sum of their bare processes / 1.7, as two bare processes reach 1.7x one)
@@ -276,6 +277,11 @@ def main() -> None:
                     print(f"   drop            {d['seconds']:6.1f} s  bare + {d['seconds'] - b['wall']:.1f} s  "
                           f"cores busy {d['cpu']:4.0%}  peak RSS {d['rss']:4.0f} MB  "
                           f"all: {every}")  # fmt: skip
+                    if "long" not in args.skip:
+                        ld = dev.drop_and_wait({"long.mp4": long_clip})
+                        print(f"-- `dagster dev` running: the {args.long:g} s clip copied into the drop folder")
+                        print(f"   drop            {ld['seconds']:6.1f} s  x{ld['seconds'] / lb['wall']:.2f} of bare  "
+                              f"cores busy {ld['cpu']:4.0%}  peak RSS {ld['rss']:4.0f} MB")  # fmt: skip
                 if "burst" not in args.skip:
                     copies = max(1, args.burst // len(clips))
                     burst = {f"{name}-{k}.mp4": clip for name, clip in clips.items() for k in range(copies)}

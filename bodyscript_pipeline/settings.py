@@ -21,6 +21,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from bodyscript_pipeline.cleaning.quality import QualityThresholds
 from bodyscript_pipeline.errors import BodyscriptError
+from bodyscript_pipeline.overlay.size import MAX_RESOLUTION
 from bodyscript_pipeline.pose.model import MODEL_VARIANTS
 from bodyscript_pipeline.pose.service import PoseService
 from bodyscript_pipeline.storage import s3_endpoint_url
@@ -419,8 +420,8 @@ SETTINGS: tuple[Setting, ...] = (
         "BODYSCRIPT_OVERLAY_MAX_RESOLUTION",
         "overlay_max_resolution",
         "run",
-        "the overlay video's short side at most, in pixels (720p); `0` keeps the source's size",
-        720,
+        "the overlay video's short side at most, in pixels (540p); `0` keeps the source's size",
+        MAX_RESOLUTION,
         "integer",
         0,
         assets=("overlays",),

@@ -23,7 +23,8 @@ from bodyscript_pipeline.lake.parquet import (
 )
 from bodyscript_pipeline.lake.paths import VideoLake
 from bodyscript_pipeline.lake.schemas import IMAGE_COLUMNS
-from bodyscript_pipeline.overlay.video import OverlayEncoder, OverlayStyle, frame_at, join_segments, overlay_size
+from bodyscript_pipeline.overlay.size import overlay_size
+from bodyscript_pipeline.overlay.video import OverlayEncoder, OverlayStyle, frame_at, join_segments
 from bodyscript_pipeline.skeleton.landmarks import NUM_LANDMARKS
 from bodyscript_pipeline.steps.frames import frame_video_uri, load_frame_index, load_probe
 from bodyscript_pipeline.steps.progress import Progress, no_progress

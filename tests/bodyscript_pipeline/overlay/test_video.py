@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from bodyscript_pipeline import storage
+from bodyscript_pipeline.overlay.size import overlay_size
 from bodyscript_pipeline.overlay.video import (
     OverlayEncoder,
     OverlayStyle,
     frame_at,
     join_segments,
-    overlay_size,
     rotate_yuv420p,
 )
 from bodyscript_pipeline.skeleton.landmarks import NUM_LANDMARKS
