@@ -158,7 +158,6 @@ def _init_worker(counter: Any) -> None:
             counter.value += frames
 
     set_progress_reporter(add)
-    reuse_frame_buffers()
     if sys.platform == "linux":
         # Die with the step process: a step killed mid-run (OOM, kill -9) leaves no worker computing for nobody.
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -178,7 +177,10 @@ def run_range(
     """Pose rows of one frame_range's frames, written to a local Parquet file with ``person`` the id given by the
     frame_range's own tracker; with an ``overlay`` style, also the frame_range's overlay segment beside that file.
     ``threaded``: the decoder and the overlay have threads of their own, for cores that inference leaves free
-    (``spare_cores``); without, this range's process does all of its work on one thread."""
+    (``spare_cores``); without, this range's process does all of its work on one thread. A range runs in a
+    process of its own (a worker, a pose service's child, a Kubernetes step), whose heap it sets up to reuse
+    frame-sized buffers (video/heap.py)."""
+    reuse_frame_buffers()
     frames = detected = 0
     estimator = PoseEstimator(model_path, options.num_poses, delegate=options.delegate, tiles=options.tiles)
     tracker = PersonTracker(probe.width, probe.height, options.track_max_gap)

@@ -138,10 +138,8 @@ def serve(path: Path, idle_s: float) -> None:
     # Import everything a range needs once, before any fork: this is the start-up the service saves.
     from bodyscript_pipeline.pose import ranges as pose_ranges  # noqa: F401
     from bodyscript_pipeline.pose.estimator import preload
-    from bodyscript_pipeline.video.heap import reuse_frame_buffers
 
     preload()
-    reuse_frame_buffers()  # the forked ranges inherit it
     fork_server.serve(path, idle_s, _serve_range)
 
 
