@@ -3,12 +3,15 @@
 Run by hand (not a test):
     .venv/bin/python benchmarks/latency.py [--repeat 3] [--burst 20] [--long 60] [--skip long k8s]
 
+Each clip's bare and process rows run --repeat times in turn, and the medians are shown: this machine's
+speed drifts over minutes, so one run of each, a minute apart, can be off by more than a change's effect.
+
 Side by side, on this machine, in fresh processes and a fresh BODYSCRIPT_HOME:
   bare            PyAV decode + MediaPipe full loop, as one process: start-up, imports and model load included
   process         `bodyscript process CLIP --json` (every asset through Dagster in one process)
   drop            one clip copied into the drop folder of a running `dagster dev` (what `make dev` starts):
                   seconds from the end of the copy until every per-video asset is materialized
-                  (and the long clip, once, against its bare process)
+                  (and the long clip, once, against the median of its bare processes)
   burst           --burst short clips (four variants of the real recording, the same number of copies each)
                   copied at once: seconds until all are materialized, against the two-core model ceiling
                   (the sum of their bare processes / 1.7, as two bare processes reach 1.7x one)
@@ -228,7 +231,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--burst", type=int, default=20, help="clips in the burst (a multiple of 4)")
     parser.add_argument("--long", type=float, default=60, help="seconds of the long clip")
-    parser.add_argument("--repeat", type=int, default=3, help="bare and process of the short clip, in turn")
+    parser.add_argument("--repeat", type=int, default=3, help="bare and process of each clip, in turn")
     parser.add_argument("--drops", type=int, default=3, help="single drops, one after another (median shown)")
     parser.add_argument("--skip", nargs="*", default=[], choices=("long", "drop", "burst", "k8s"))
     args = parser.parse_args()
@@ -256,14 +259,20 @@ def main() -> None:
         if "long" not in args.skip:
             long_clip = work / "long.mp4"
             frames = loop_clip(SHARED_CLIP, long_clip, args.long)
-            lb = bare_process(long_clip)
-            lp = cli_process(long_clip, work / "home-long")
-            print(f"-- a {args.long:g} s clip ({frames} frames)")
-            print(
-                f"   bare process    {lb['wall']:6.1f} s  (loop alone {lb['loop']:.1f} s)  peak RSS {lb['rss']:4.0f} MB"
-            )
+            # The long pair in turn as well, --repeat times: one bare run and one process run a minute apart
+            # are too few on a machine whose speed drifts. Each pair's own ratio is shown beside the medians'.
+            long_pairs = [
+                (bare_process(long_clip), cli_process(long_clip, work / f"home-long-{k}")) for k in range(args.repeat)
+            ]
+            lb = median(row for row, _ in long_pairs)
+            lp = median(row for _, row in long_pairs)
+            ratios = ", ".join(f"x{p['wall'] / b['wall']:.2f}" for b, p in long_pairs)
+            print(f"-- a {args.long:g} s clip ({frames} frames; {len(long_pairs)} times each, in turn; the medians)")
+            print(f"   bare process    {lb['wall']:6.1f} s  (loop alone {lb['loop']:.1f} s)  "
+                  f"peak RSS {lb['rss']:4.0f} MB  all: {walls(row for row, _ in long_pairs)}")  # fmt: skip
             print(f"   process         {lp['wall']:6.1f} s  x{lp['wall'] / lb['wall']:.2f} of bare  "
-                  f"peak RSS {lp['rss']:4.0f} MB")  # fmt: skip
+                  f"peak RSS {lp['rss']:4.0f} MB  all: {walls(row for _, row in long_pairs)}  "
+                  f"each pair: {ratios}")  # fmt: skip
         if "drop" not in args.skip or "burst" not in args.skip:
             dev = DagsterDev(work / "home-dev")
             try:
