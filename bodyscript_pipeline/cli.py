@@ -248,16 +248,17 @@ def _source_version(uri: str | None) -> str | None:
 
 
 def _process(settings: Settings, video: str, partition: str | None, as_json: bool, force: bool = False) -> int:
-    from bodyscript_pipeline.lake.sources import object_version, register_source
-    from bodyscript_pipeline.steps.staleness import asset_states
-
     uri = _source_uri(video)
     if settings.pose_service is not None:
         from bodyscript_pipeline.pose import service as pose_service
 
         # Starts warming up first thing (it takes a second or two), whether or not pose turns out to be needed:
-        # later videos find it warm.
+        # later videos find it warm. Before the imports below (about 0.3 s), so the service starts on the core
+        # this process leaves idle meanwhile.
         pose_service.start(settings.pose_service.home, settings.pose_service.idle_s)
+    from bodyscript_pipeline.lake.sources import object_version, register_source
+    from bodyscript_pipeline.steps.staleness import asset_states
+
     key = partition or _partition_of(uri)
     version = object_version(uri)
     states = asset_states(settings.lake_uri, key, settings, source_version=version)

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from bodyscript_pipeline.lake.schemas import LANDMARK_FLOATS
+from bodyscript_pipeline.pose.imports import mediapipe
 from bodyscript_pipeline.skeleton.landmarks import LANDMARK_NAMES, NUM_LANDMARKS
 
 # MediaPipe logs every model load through glog at INFO; keep warnings and errors only.
@@ -111,7 +112,7 @@ class PoseEstimator:
 
     def detect(self, image: np.ndarray, timestamp_ms: int) -> np.ndarray:
         """The people in ``image`` (RGB): array (persons, 33, 8) of ``LANDMARK_FLOATS``, x and y normalized."""
-        import mediapipe as mp
+        mp = mediapipe()
 
         height, width = image.shape[:2]
         if self._tiles is None:
@@ -152,13 +153,13 @@ class PoseEstimator:
 
 
 def preload() -> None:
-    """Import MediaPipe's Tasks API (about 0.8 s): a process that forks pose workers does it once, before forking,
+    """Import MediaPipe's Tasks API (about 0.5 s): a process that forks pose workers does it once, before forking,
     so that no worker pays for it. No landmarker is made: MediaPipe's threads would not survive a fork."""
-    import mediapipe  # noqa: F401
-    from mediapipe.tasks.python import BaseOptions, vision  # noqa: F401
+    mediapipe()
 
 
 def _create(model_path: Path, num_poses: int, min_confidence: float, delegate: str) -> Any:
+    mediapipe()
     from mediapipe.tasks.python import BaseOptions, vision
 
     options = vision.PoseLandmarkerOptions(
