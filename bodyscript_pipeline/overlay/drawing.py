@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -123,16 +123,32 @@ def rgb_to_yuv(colour: tuple[int, int, int]) -> tuple[int, int, int]:
     return round(y), round(u), round(v)
 
 
+class Yuv420p(NamedTuple):
+    """A frame's yuv420p planes as arrays, drawn on in place: luma at full size, the two chroma planes at half
+    (views into one frame's memory)."""
+
+    luma: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+    @classmethod
+    def of(cls, planes: np.ndarray) -> Yuv420p:
+        """Views of stacked planes, shape (height * 3 / 2, width) with even width and height, as PyAV's
+        ``to_ndarray`` returns them."""
+        height, width = planes.shape[0] * 2 // 3, planes.shape[1]
+        chroma = planes[height:].reshape(2, height // 2, width // 2)
+        return cls(planes[:height], chroma[0], chroma[1])
+
+
 def draw_skeletons_yuv420p(
-    planes: np.ndarray, people: np.ndarray, min_visibility: float, ids: np.ndarray | None = None
-) -> np.ndarray:
-    """:func:`draw_skeletons` on a frame's yuv420p planes, shape (height * 3 / 2, width) with even width and
-    height (as PyAV returns them), modified in place."""
-    height, width = planes.shape[0] * 2 // 3, planes.shape[1]
-    luma = planes[:height]
-    chroma = planes[height:].reshape(2, height // 2, width // 2)
+    planes: np.ndarray | Yuv420p, people: np.ndarray, min_visibility: float, ids: np.ndarray | None = None
+) -> np.ndarray | Yuv420p:
+    """:func:`draw_skeletons` on a frame's yuv420p planes (stacked as :meth:`Yuv420p.of` takes them, or
+    ``Yuv420p``), modified in place."""
+    yuv = planes if isinstance(planes, Yuv420p) else Yuv420p.of(planes)
+    height, width = yuv.luma.shape
     for person in _people(people, ids, width, height, min_visibility):
-        _render(luma, person, lambda colour: rgb_to_yuv(colour)[0])
-        _render(chroma[0], person, lambda colour: rgb_to_yuv(colour)[1], shrink=2)
-        _render(chroma[1], person, lambda colour: rgb_to_yuv(colour)[2], shrink=2)
+        _render(yuv.luma, person, lambda colour: rgb_to_yuv(colour)[0])
+        _render(yuv.u, person, lambda colour: rgb_to_yuv(colour)[1], shrink=2)
+        _render(yuv.v, person, lambda colour: rgb_to_yuv(colour)[2], shrink=2)
     return planes

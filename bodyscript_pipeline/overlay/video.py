@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from bodyscript_pipeline.overlay.drawing import draw_skeletons_yuv420p
+from bodyscript_pipeline.overlay.drawing import Yuv420p, draw_skeletons_yuv420p
 from bodyscript_pipeline.overlay.face_blur import blur_faces_yuv420p
 from bodyscript_pipeline.overlay.size import MAX_RESOLUTION, overlay_size
 from bodyscript_pipeline.video.io import H264Writer, Probe
@@ -127,22 +127,33 @@ class OverlayEncoder:
                     self._failure = exc
 
     def _draw(self, frame: av.VideoFrame, pts: int, people: np.ndarray, ids: np.ndarray) -> None:
-        planes = rotate_yuv420p(self._scaled_planes(frame), self._rotation)
+        scaled = self._scaled(frame)
+        if scaled is frame or self._rotation:
+            # Copied: the decoder's own frame stays as it is, and a rotation makes new planes anyway.
+            planes = rotate_yuv420p(scaled.to_ndarray(), self._rotation)
+            self._mark(Yuv420p.of(planes), people, ids)
+            self._writer.write_yuv420p(planes, pts - self._start_pts)
+        else:
+            # The scaler's frame is new and this encoder's own: drawn on in place and encoded as it is, which
+            # spares two copies of every frame (about 0.25 ms at 540p).
+            self._mark(frame_planes(scaled), people, ids)
+            self._writer.write_frame(scaled, pts - self._start_pts)
+
+    def _mark(self, planes: Yuv420p, people: np.ndarray, ids: np.ndarray) -> None:
         if self._blur_faces and len(people):
             blur_faces_yuv420p(planes, people, self._min_visibility)
         draw_skeletons_yuv420p(planes, people, self._min_visibility, ids if self._label_people else None)
-        self._writer.write_yuv420p(planes, pts - self._start_pts)
 
-    def _scaled_planes(self, frame: av.VideoFrame) -> np.ndarray:
+    def _scaled(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """The frame as yuv420p at the coded overlay size: ``frame`` itself where it is that already."""
         width, height = self._coded_size
         if frame.format.name == "yuv420p" and (frame.width, frame.height) == (width, height):
-            return frame.to_ndarray()
+            return frame
         # One swscale context for every frame (frame.reformat sets one up per frame), its bilinear filter
         # widened as the frame shrinks, so fine detail does not alias.
-        scaled = self._reformatter.reformat(
+        return self._reformatter.reformat(
             frame, width=width, height=height, format="yuv420p", interpolation="BILINEAR", threads=self._threads
         )
-        return scaled.to_ndarray()
 
     def close(self) -> None:
         if self._queue is not None:
@@ -158,6 +169,15 @@ class OverlayEncoder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def frame_planes(frame: av.VideoFrame) -> Yuv420p:
+    """Writable views of a yuv420p frame's planes (each row's padding left out)."""
+    luma, u, v = (
+        np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+        for plane in frame.planes
+    )
+    return Yuv420p(luma, u, v)
 
 
 @contextmanager

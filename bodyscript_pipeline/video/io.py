@@ -507,7 +507,10 @@ class H264Writer:
 
     def write_yuv420p(self, planes: np.ndarray, pts: int) -> None:
         """Encode a frame given as yuv420p planes, shape (height * 3 / 2, width): no colour conversion."""
-        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        self.write_frame(av.VideoFrame.from_ndarray(planes, format="yuv420p"), pts)
+
+    def write_frame(self, frame: av.VideoFrame, pts: int) -> None:
+        """Encode a yuv420p frame of this writer's size as it is."""
         frame.pts = pts
         frame.time_base = self._stream.time_base
         for packet in self._stream.encode(frame):

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from bodyscript_pipeline import storage
+from bodyscript_pipeline.overlay.drawing import draw_skeletons_yuv420p
+from bodyscript_pipeline.overlay.face_blur import blur_faces_yuv420p
 from bodyscript_pipeline.overlay.size import overlay_size
 from bodyscript_pipeline.overlay.video import (
     OverlayEncoder,
@@ -20,7 +22,7 @@ from bodyscript_pipeline.overlay.video import (
 )
 from bodyscript_pipeline.skeleton.landmarks import NUM_LANDMARKS
 from bodyscript_pipeline.steps.overlays import _overlay_ranges
-from bodyscript_pipeline.video.io import iter_decoded, probe_video
+from bodyscript_pipeline.video.io import H264Writer, iter_decoded, probe_video
 from tests.support.lake_checks import decoded_video, top_level_boxes
 from tests.support.video_factory import pattern_frame, pattern_video
 
@@ -138,3 +140,34 @@ def test_background_encoder_writes_the_same_video(tmp_path: Path) -> None:
                 failing.add(frame, pts, np.zeros((1, 5, 3), np.float32), NO_IDS)  # not 33 landmarks
         finally:
             failing.close()
+
+
+def test_scaled_frames_are_drawn_in_place_as_on_a_copy(tmp_path: Path) -> None:
+    """A frame the scaler made is the encoder's own: blurred and drawn on in place and encoded as it is, the file
+    is byte for byte the one made from a copy of its planes. A frame used at its own size is copied first, so the
+    decoder's frame stays as it decoded."""
+    source = pattern_video(tmp_path / "source.mp4", 200, 112, count=12)
+    probe, index = probe_video(source)
+    style = OverlayStyle(max_resolution=56)  # 100 x 56, rows padded in memory (112 and 64 bytes): every frame scaled
+    people = np.full((1, NUM_LANDMARKS, 3), 0.5, np.float32)
+    ids = np.zeros(1, np.uint16)
+    drawn = tmp_path / "drawn.mp4"
+    with OverlayEncoder(drawn, probe, style, threads=1) as encoder:
+        for _, pts, frame in iter_decoded(source, index, 0, len(index)):
+            encoder.add(frame, pts, people, ids)
+    copied = tmp_path / "copied.mp4"
+    with H264Writer(copied, 100, 56, probe.time_base, probe.fps, threads=1) as writer:
+        for _, pts, frame in iter_decoded(source, index, 0, len(index)):
+            planes = frame.reformat(100, 56, "yuv420p", interpolation="BILINEAR").to_ndarray()
+            blur_faces_yuv420p(planes, people, style.min_visibility)
+            draw_skeletons_yuv420p(planes, people, style.min_visibility)
+            writer.write_yuv420p(planes, pts - probe.start_pts)
+    assert drawn.read_bytes() == copied.read_bytes()
+
+    unscaled = OverlayStyle(max_resolution=0)
+    with OverlayEncoder(tmp_path / "unscaled.mp4", probe, unscaled, threads=1) as encoder:
+        for _, pts, frame in iter_decoded(source, index, 0, len(index)):
+            before = frame.to_ndarray()
+            encoder.add(frame, pts, people, ids)
+            assert np.array_equal(frame.to_ndarray(), before)
+    assert len(decoded_video(tmp_path / "unscaled.mp4")[4]) == len(index)
