@@ -510,7 +510,10 @@ class H264Writer:
         self.write_frame(av.VideoFrame.from_ndarray(planes, format="yuv420p"), pts)
 
     def write_frame(self, frame: av.VideoFrame, pts: int) -> None:
-        """Encode a yuv420p frame of this writer's size as it is."""
+        """Encode a yuv420p frame of this writer's size as it is. Its picture type is cleared first: a frame made
+        from a decoded one (by swscale) keeps the source's, which x264 would take as forced (a keyframe wherever
+        the source has one)."""
+        frame.pict_type = av.video.frame.PictureType.NONE
         frame.pts = pts
         frame.time_base = self._stream.time_base
         for packet in self._stream.encode(frame):

@@ -25,9 +25,11 @@ def write_video(
     fps: int = 30,
     rotation: int | None = None,
     codec: str = "libx264",
+    keyframe_every: int | None = None,
 ) -> Path:
     """Encode RGB frames to MP4. ``pts_ms`` gives each frame's presentation time (variable frame rate);
-    ``rotation`` writes a display matrix (counter-clockwise degrees), as phones do."""
+    ``rotation`` writes a display matrix (counter-clockwise degrees), as phones do; ``keyframe_every`` sets the
+    group of pictures (default: the encoder's)."""
     container = av.open(str(path), mode="w")
     stream = None
     for i, image in enumerate(frames):
@@ -42,6 +44,8 @@ def write_video(
                 stream.codec_context.time_base = Fraction(1, 1000)
             if rotation is not None:
                 stream.set_display_rotation(rotation)
+            if keyframe_every is not None:
+                stream.codec_context.gop_size = keyframe_every
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         if pts_ms is not None:
             frame.pts = pts_ms[i]

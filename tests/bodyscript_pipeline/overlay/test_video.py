@@ -144,10 +144,12 @@ def test_background_encoder_writes_the_same_video(tmp_path: Path) -> None:
 
 def test_scaled_frames_are_drawn_in_place_as_on_a_copy(tmp_path: Path) -> None:
     """A frame the scaler made is the encoder's own: blurred and drawn on in place and encoded as it is, the file
-    is byte for byte the one made from a copy of its planes. A frame used at its own size is copied first, so the
-    decoder's frame stays as it decoded."""
-    source = pattern_video(tmp_path / "source.mp4", 200, 112, count=12)
+    is byte for byte the one made from a copy of its planes (the source's picture types, keyframes every 4 frames
+    here, do not reach the encoder). A frame used at its own size is copied first, so the decoder's frame stays
+    as it decoded."""
+    source = pattern_video(tmp_path / "source.mp4", 200, 112, count=12, keyframe_every=4)
     probe, index = probe_video(source)
+    assert sum(index.keyframe) == 3
     style = OverlayStyle(max_resolution=56)  # 100 x 56, rows padded in memory (112 and 64 bytes): every frame scaled
     people = np.full((1, NUM_LANDMARKS, 3), 0.5, np.float32)
     ids = np.zeros(1, np.uint16)
