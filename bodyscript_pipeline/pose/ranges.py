@@ -56,9 +56,7 @@ from bodyscript_pipeline.video.io import (
     RgbConverter,
     decode_limits,
     iter_decoded,
-    probe_video,
 )
-from bodyscript_pipeline.video.limits import Limits
 
 WARMUP_FRAMES = 30
 MIN_RANGE_FRAMES = 150  # below this a process's start-up (about a second) outweighs what it saves
@@ -220,13 +218,9 @@ def run_range(
 
 
 def run_request(request: dict[str, Any], running: int = 0) -> dict[str, Any]:
-    """``run_range`` from a pose service request (``VideoRanges.request``); the result as a record. A request
-    with ``limits`` probes its video instead (``probe_in_service``). The range has threads of its own where its
-    caller says cores are left and ``running`` requests beside it (a burst's other videos) leave them still;
-    the outputs are the same either way."""
-    if "limits" in request:
-        probe, index = probe_video(Path(request["video"]), Limits(**request["limits"]), checked=False)
-        return {"probe": probe.to_json(), "index": {"pts": index.pts, "keyframe": index.keyframe}}
+    """``run_range`` from a pose service request (``VideoRanges.request``); the result as a record. The range has
+    threads of its own where its caller says cores are left and ``running`` requests beside it (a burst's other
+    videos) leave them still; the outputs are the same either way."""
     overlay = request["overlay"]
     frame_range = FrameRange(**request["frame_range"])
     threaded = request.get("threaded", True) and spare_cores([frame_range], running)
@@ -249,14 +243,6 @@ def run_request(request: dict[str, Any], running: int = 0) -> dict[str, Any]:
         "fallback_reason": result.fallback_reason,
         "segment": str(result.segment) if result.segment is not None else None,
     }
-
-
-def probe_in_service(service: PoseService, video: Path, limits: Limits) -> tuple[Probe, FrameIndex]:
-    """``probe_video`` in a process of the pose service, which has PyAV imported already: unchecked, as work begun
-    ahead needs it (its results are taken only where the step's own checked probe is the same)."""
-    client = pose_service.connect(service.home, service.idle_s)
-    record = pose_service.run_remote(client, {"video": str(video), "limits": asdict(limits)}, lambda _: None)
-    return Probe.from_json(record["probe"]), FrameIndex(record["index"]["pts"], record["index"]["keyframe"])
 
 
 def estimate_in_ranges(
