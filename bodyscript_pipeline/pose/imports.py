@@ -9,6 +9,7 @@ changes for code that does use them.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.machinery
 import importlib.util
@@ -29,9 +30,11 @@ class DeferredModule(types.ModuleType):
         return getattr(importlib.import_module(self.__name__), attr)
 
 
+@functools.cache
 def mediapipe() -> types.ModuleType:
     """The ``mediapipe`` package with its Tasks API imported (``mediapipe.tasks.python``: ``BaseOptions``,
-    ``vision``), matplotlib deferred where it is not imported yet."""
+    ``vision``), matplotlib deferred where it is not imported yet. Cached: the estimator asks for it every
+    frame."""
     if "mediapipe.tasks.python.vision" not in sys.modules and DEFERRED[0] not in sys.modules:
         spec = importlib.util.find_spec(DEFERRED[0])  # found, not run
         if spec is not None:
