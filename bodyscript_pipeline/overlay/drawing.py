@@ -141,14 +141,12 @@ class Yuv420p(NamedTuple):
 
 
 def draw_skeletons_yuv420p(
-    planes: np.ndarray | Yuv420p, people: np.ndarray, min_visibility: float, ids: np.ndarray | None = None
-) -> np.ndarray | Yuv420p:
-    """:func:`draw_skeletons` on a frame's yuv420p planes (stacked as :meth:`Yuv420p.of` takes them, or
-    ``Yuv420p``), modified in place."""
-    yuv = planes if isinstance(planes, Yuv420p) else Yuv420p.of(planes)
-    height, width = yuv.luma.shape
+    planes: Yuv420p, people: np.ndarray, min_visibility: float, ids: np.ndarray | None = None
+) -> Yuv420p:
+    """:func:`draw_skeletons` on a frame's yuv420p planes, modified in place."""
+    height, width = planes.luma.shape
     for person in _people(people, ids, width, height, min_visibility):
-        _render(yuv.luma, person, lambda colour: rgb_to_yuv(colour)[0])
-        _render(yuv.u, person, lambda colour: rgb_to_yuv(colour)[1], shrink=2)
-        _render(yuv.v, person, lambda colour: rgb_to_yuv(colour)[2], shrink=2)
+        _render(planes.luma, person, lambda colour: rgb_to_yuv(colour)[0])
+        _render(planes.u, person, lambda colour: rgb_to_yuv(colour)[1], shrink=2)
+        _render(planes.v, person, lambda colour: rgb_to_yuv(colour)[2], shrink=2)
     return planes

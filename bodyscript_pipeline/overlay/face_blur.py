@@ -86,17 +86,16 @@ def blur_boxes(plane: np.ndarray, boxes: np.ndarray, shrink: int = 1) -> None:
         region[:] = cv2.resize(small, (region.shape[1], region.shape[0]), interpolation=cv2.INTER_LINEAR)
 
 
-def blur_faces_yuv420p(planes: np.ndarray | Yuv420p, people: np.ndarray, min_visibility: float) -> np.ndarray:
-    """Blur every person's head box in a frame's yuv420p planes (stacked, shape (height * 3 / 2, width) with
-    even width and height, or ``Yuv420p``), modified in place; returns the boxes (see :func:`head_boxes`)."""
-    yuv = planes if isinstance(planes, Yuv420p) else Yuv420p.of(planes)
-    height, width = yuv.luma.shape
+def blur_faces_yuv420p(planes: Yuv420p, people: np.ndarray, min_visibility: float) -> np.ndarray:
+    """Blur every person's head box in a frame's yuv420p planes, modified in place; returns the boxes (see
+    :func:`head_boxes`)."""
+    height, width = planes.luma.shape
     boxes = head_boxes(people, width, height, min_visibility)
     if not len(boxes):
         return boxes
-    blur_boxes(yuv.luma, boxes)
+    blur_boxes(planes.luma, boxes)
     # Chroma boxes rounded outwards, so they cover the luma box's every pixel.
     outer = np.column_stack([boxes[:, :2] // 2 * 2, (boxes[:, 2:] + 1) // 2 * 2])
-    blur_boxes(yuv.u, outer, shrink=2)
-    blur_boxes(yuv.v, outer, shrink=2)
+    blur_boxes(planes.u, outer, shrink=2)
+    blur_boxes(planes.v, outer, shrink=2)
     return boxes

@@ -5,7 +5,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from bodyscript_pipeline.overlay.drawing import SIDE_COLOURS, draw_skeletons, draw_skeletons_yuv420p, person_colour
+from bodyscript_pipeline.overlay.drawing import (
+    SIDE_COLOURS,
+    Yuv420p,
+    draw_skeletons,
+    draw_skeletons_yuv420p,
+    person_colour,
+)
 from bodyscript_pipeline.skeleton.landmarks import LANDMARK_ID, LANDMARK_NAMES, NUM_LANDMARKS, Side, side_of
 
 
@@ -94,7 +100,7 @@ def test_draw_skeletons_on_yuv420p_planes_matches_rgb() -> None:
     planes = av.VideoFrame.from_ndarray(np.full((200, 320, 3), 90, np.uint8), format="rgb24").to_ndarray(
         format="yuv420p"
     )
-    draw_skeletons_yuv420p(planes, people, 0.5, ids=np.array([2]))
+    draw_skeletons_yuv420p(Yuv420p.of(planes), people, 0.5, ids=np.array([2]))
     back = av.VideoFrame.from_ndarray(planes, format="yuv420p").to_ndarray(format="rgb24").astype(int)
     drawn = np.abs(rgb.astype(int) - 90).sum(axis=2) > 60
     assert drawn.mean() > 0.02

@@ -22,7 +22,7 @@ import polars as pl
 import pytest
 
 from bodyscript_pipeline.errors import BodyscriptError
-from bodyscript_pipeline.overlay.drawing import draw_skeletons_yuv420p
+from bodyscript_pipeline.overlay.drawing import Yuv420p, draw_skeletons_yuv420p
 from bodyscript_pipeline.overlay.face_blur import FACE, SHOULDERS, blur_faces_yuv420p, head_boxes
 from bodyscript_pipeline.overlay.video import OverlayEncoder, OverlayStyle, frame_at
 from bodyscript_pipeline.pose.estimator import PoseOptions
@@ -66,8 +66,8 @@ def face_region(person: np.ndarray, width: int, height: int) -> Box | None:
 def skeleton_mask(people: np.ndarray, width: int, height: int) -> np.ndarray:
     """Where the skeleton is drawn (every colour's luma is at least 16), and 3 pixels around: its edges, softened by
     the encoder, are the skeleton's, not the face's."""
-    drawn = draw_skeletons_yuv420p(np.zeros((height * 3 // 2, width), np.uint8), people, MIN_VISIBILITY)
-    return cv2.dilate(drawn[:height], np.ones((7, 7), np.uint8)) > 0
+    drawn = draw_skeletons_yuv420p(Yuv420p.of(np.zeros((height * 3 // 2, width), np.uint8)), people, MIN_VISIBILITY)
+    return cv2.dilate(drawn.luma, np.ones((7, 7), np.uint8)) > 0
 
 
 def sharpness(details: np.ndarray, box: Box, keep: np.ndarray) -> float:
@@ -221,7 +221,7 @@ def test_blur_changes_only_the_head_box(demo_run: DemoRun, demo_video: Path) -> 
     before = planes.copy()
     height, width = frame.height, frame.width
 
-    (box,) = blur_faces_yuv420p(planes, people, MIN_VISIBILITY)
+    (box,) = blur_faces_yuv420p(Yuv420p.of(planes), people, MIN_VISIBILITY)
 
     x0, y0, x1, y1 = (int(v) for v in box)
     assert 60 < x1 - x0 < 150 and 60 < y1 - y0 < 150, "a head-sized box at 1768 x 994"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bodyscript_pipeline import storage
-from bodyscript_pipeline.overlay.drawing import draw_skeletons_yuv420p
+from bodyscript_pipeline.overlay.drawing import Yuv420p, draw_skeletons_yuv420p
 from bodyscript_pipeline.overlay.face_blur import blur_faces_yuv420p
 from bodyscript_pipeline.overlay.size import overlay_size
 from bodyscript_pipeline.overlay.video import (
@@ -161,8 +161,8 @@ def test_scaled_frames_are_drawn_in_place_as_on_a_copy(tmp_path: Path) -> None:
     with H264Writer(copied, 100, 56, probe.time_base, probe.fps, threads=1) as writer:
         for _, pts, frame in iter_decoded(source, index, 0, len(index)):
             planes = frame.reformat(100, 56, "yuv420p", interpolation="BILINEAR").to_ndarray()
-            blur_faces_yuv420p(planes, people, style.min_visibility)
-            draw_skeletons_yuv420p(planes, people, style.min_visibility)
+            blur_faces_yuv420p(Yuv420p.of(planes), people, style.min_visibility)
+            draw_skeletons_yuv420p(Yuv420p.of(planes), people, style.min_visibility)
             writer.write_yuv420p(planes, pts - probe.start_pts)
     assert drawn.read_bytes() == copied.read_bytes()
 
