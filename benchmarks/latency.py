@@ -261,7 +261,7 @@ def main() -> None:
             long_clip = work / "long.mp4"
             frames = loop_clip(SHARED_CLIP, long_clip, args.long)
             # The long pair in turn as well, --repeat times: one bare run and one process run a minute apart
-            # are too few on a machine whose speed drifts. Each pair's own ratio is shown beside the medians'.
+            # are too few on a machine whose speed drifts.
             long_pairs = [
                 (bare_process(long_clip), cli_process(long_clip, work / f"home-long-{k}")) for k in range(args.repeat)
             ]
