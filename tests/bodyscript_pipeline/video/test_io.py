@@ -390,11 +390,24 @@ def test_truncated_video_raises_video_error(tmp_path: Path) -> None:
 # --- the frame index read from packets -----------------------------------------------------------------------
 
 
+def cut_mid_group(source: Path, target: Path, skipped: int) -> Path:
+    """``source``'s packets without the first ``skipped`` (in decoding order): the stream begins inside a group of
+    pictures, and its frames up to the next keyframe refer to frames it lacks."""
+    with av.open(str(source)) as whole, av.open(str(target), "w") as cut:
+        stream = whole.streams.video[0]
+        out = cut.add_stream_from_template(stream)
+        for packet in [packet for packet in whole.demux(stream) if packet.size][skipped:]:
+            packet.stream = out
+            cut.mux(packet)
+    return target
+
+
 @pytest.mark.parametrize(
-    "kind", ["constant", "variable frame rate", "rotated", "b-frames", "vp9", "odd size", "real clip"]
+    "kind",
+    ["constant", "variable frame rate", "rotated", "b-frames", "vp9", "odd size", "cut mid-group", "real clip"],
 )
 def test_index_from_packets_equals_decoding_every_frame(tmp_path: Path, kind: str, demo_video: Path) -> None:
-    """The index is read from packets, decoding only the first and last groups of pictures; it lists the
+    """The index is read from packets, decoding only the head and the last group of pictures; it lists the
     same frames, timestamps and rotation as decoding every frame does."""
     from bodyscript_pipeline.video.io import _decoded_index
     from bodyscript_pipeline.video.limits import Limits
@@ -414,6 +427,9 @@ def test_index_from_packets_equals_decoding_every_frame(tmp_path: Path, kind: st
         )
     elif kind == "odd size":
         pattern_video(path, 33, 21, 10)
+    elif kind == "cut mid-group":
+        # 50 frames that never decode, more than the head's HEAD_FRAMES, then two groups of 100 with B-frames.
+        path = cut_mid_group(write_gop_video(tmp_path / "whole.mp4", 300, 100), path, 50)
     else:
         path = demo_video
 
@@ -423,6 +439,9 @@ def test_index_from_packets_equals_decoding_every_frame(tmp_path: Path, kind: st
     assert index == decoded and len(index) > 1
     assert (probe.rotation, probe.decode_error) == (rotation, error)
     assert probe.frame_count == len(index)
+    if kind == "cut mid-group":
+        assert len(index) == 200 and index.keyframe[0], "the frames before the first keyframe are left out"
+        return
     # Unchecked (a head start's probe), a video that decodes whole gets the very same probe and index.
     assert probe_video(path, checked=False) == (probe, index)
 
