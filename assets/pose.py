@@ -5,6 +5,7 @@ assets/pose_ranges.py's graph instead."""
 
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import dagster as dg
@@ -16,10 +17,11 @@ from assets.pods import op_tags
 from assets.runs import STEP_RETRY, lineage, only_run_of_partition, pinned_version, progress_logger, user_errors
 from assets.source_video import source_video
 from assets.video_specs import DERIVED_SPECS, FRAMES, LANDMARKS, POSE_SPECS, versioned
+from bodyscript_pipeline.lake.sources import load_source
 from bodyscript_pipeline.lake.writing import begin_writing, end_writing
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.steps.frames import FramesResult, extract_frames
-from bodyscript_pipeline.steps.landmarks import estimate_landmarks
+from bodyscript_pipeline.steps.landmarks import estimate_landmarks, pose_ahead
 from resources import PipelineResource
 
 POSE_STEP = "pose"
@@ -53,28 +55,38 @@ def materialize_pose(context: dg.AssetExecutionContext, pipeline: PipelineResour
     lake_uri = pipeline.settings.lake_uri
     only_run_of_partition(context)
     begin_writing(lake_uri, context.partition_key, context.run_id)
-    if FRAMES.key in selected:
-        _, shown, version = make_frames(context, pipeline)
-        yield dg.MaterializeResult(asset_key=FRAMES.key, metadata=shown, data_version=version)
-    if LANDMARKS.key in selected:
-        with user_errors(LANDMARKS.key.to_user_string()):
-            model = pipeline.model()
-            result = estimate_landmarks(
-                lake_uri,
-                context.partition_key,
-                model,
-                workers=pipeline.settings.pose_workers,
-                progress=progress_logger(context, LANDMARKS.key.to_user_string()),
-                options=pipeline.pose_options,
-                overlay=pipeline.overlay_style,
-                service=pipeline.pose_service,
+    with _ahead(context, pipeline):
+        if FRAMES.key in selected:
+            _, shown, version = make_frames(context, pipeline)
+            yield dg.MaterializeResult(asset_key=FRAMES.key, metadata=shown, data_version=version)
+        if LANDMARKS.key in selected:
+            with user_errors(LANDMARKS.key.to_user_string()):
+                model = pipeline.model()
+                result = estimate_landmarks(
+                    lake_uri,
+                    context.partition_key,
+                    model,
+                    workers=pipeline.settings.pose_workers,
+                    progress=progress_logger(context, LANDMARKS.key.to_user_string()),
+                    options=pipeline.pose_options,
+                    overlay=pipeline.overlay_style,
+                    service=pipeline.pose_service,
+                )
+            lineage(context, pipeline.settings, LANDMARKS.key)
+            yield dg.MaterializeResult(
+                asset_key=LANDMARKS.key, metadata=metadata.landmarks(context, pipeline, result, model)
             )
-        lineage(context, pipeline.settings, LANDMARKS.key)
-        yield dg.MaterializeResult(
-            asset_key=LANDMARKS.key, metadata=metadata.landmarks(context, pipeline, result, model)
-        )
     if not derived_in_run(context):
         end_writing(lake_uri, context.partition_key)
+
+
+def _ahead(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> AbstractContextManager[None]:
+    """Where the step makes both assets, the source's pose begins in the warm pose service while ``frames``
+    checks and copies the source; ``landmarks`` takes it where it matches (pose/head_start.py)."""
+    if not {FRAMES.key, LANDMARKS.key} <= context.selected_asset_keys:
+        return nullcontext()
+    source = load_source(pipeline.settings.lake_uri, context.partition_key)
+    return pose_ahead(pipeline.settings, source.uri, pinned_version(context) or source.version)
 
 
 def make_frames(

@@ -4,9 +4,10 @@
 Dagster and the code location and opening the instance. A short clip's pose takes about as long, so the CLI
 begins the video's pose ranges in the pose service the moment it has the video, and the ``landmarks`` step,
 later in that same process, takes their results when they were made from exactly its own inputs (the source
-version, probe, frame index, model, options, overlay style and ranges: ``identity``). Anything else (another
-identity, a failure, no head start at all, as in every run the daemon launches) and the step runs its own
-ranges as always, so a head start can only save time, never change an output.
+version, probe, frame index, model, options, overlay style and ranges: ``identity``). A run the daemon launches
+begins them as its ``pose`` step starts, while ``frames`` checks and copies the source. Anything else (another
+identity, a failure, no head start at all) and the step runs its own ranges as always, so a head start can only
+save time, never change an output.
 """
 
 from __future__ import annotations

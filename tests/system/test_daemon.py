@@ -71,6 +71,9 @@ def test_daemon_processes_a_drop_once(
     assert videos["frame_count"].to_list() == [CLIP_FRAMES]
     assert Path(lake.overlay.removeprefix("file://")).is_file()
     assert (drop / "lab" / "jump.mp4").read_bytes() == clip.read_bytes(), "the source stays where it was"
+    pose = daemon.get_latest_materialization_event(dg.AssetKey("landmarks"))
+    assert pose is not None and pose.asset_materialization is not None
+    assert pose.asset_materialization.metadata["pose_head_start"].value is True, "pose began while frames checked"
 
     # The fleet summary follows: its automation sensor launches a rebuild that includes the new video.
     summary = Path(fleet_summary_uri(bodyscript_home.lake_uri).removeprefix("file://"))

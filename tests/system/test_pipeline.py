@@ -51,6 +51,7 @@ def test_two_steps_materialize_every_asset_with_its_own_metadata_checks_and_data
     assert by_asset["frames"].tags["dagster/code_version"] == asset_version("frames", demo_run.settings)
     assert by_asset["frames"].metadata["frame_count"].value == DEMO_FRAMES
     assert by_asset["landmarks"].metadata["frames"].value == DEMO_FRAMES
+    assert by_asset["landmarks"].metadata["pose_head_start"].value is True, "pose began while frames checked"
     assert by_asset["overlays"].metadata["codec"].value == "h264"
     assert by_asset["clean_landmarks"].metadata["quality"].value is not None
     assert by_asset["metrics"].metadata["landmarks"].value == "cleaned"

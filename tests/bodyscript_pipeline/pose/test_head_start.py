@@ -19,7 +19,13 @@ from bodyscript_pipeline.pose import head_start
 from bodyscript_pipeline.pose.model import ensure_model
 from bodyscript_pipeline.settings import Settings
 from bodyscript_pipeline.steps.frames import extract_frames
-from bodyscript_pipeline.steps.landmarks import LandmarksResult, begin_pose, estimate_landmarks, overlay_style
+from bodyscript_pipeline.steps.landmarks import (
+    LandmarksResult,
+    begin_pose,
+    estimate_landmarks,
+    overlay_style,
+    pose_ahead,
+)
 from bodyscript_pipeline.video.io import probe_video
 from tests.support.video_factory import clip_of
 
@@ -68,6 +74,27 @@ def test_the_step_takes_its_head_start_and_gets_the_same_rows(
     assert taken.workdir is not None and taken.workdir.is_dir()
     head_start.end()  # what `bodyscript process` does before it exits
     assert not taken.workdir.exists() and not head_start._begun
+
+
+def test_a_run_step_begins_pose_ahead_and_cleans_up(
+    bodyscript_home: Settings, demo_video: Path, tmp_path: Path
+) -> None:
+    """A run's ``pose`` step (``pose_ahead``) begins the ranges before it checks the source, takes them, and
+    leaves no head start and no files behind; within ``bodyscript process``, which began them already, it begins
+    nothing more."""
+    settings = bodyscript_home
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", 30, size=(640, 360))
+    uri = f"file://{clip}"
+    with pose_ahead(settings, uri, object_version(uri)):
+        (begun,) = head_start._begun
+        assert step(settings, "run", clip).head_start
+    assert not head_start._begun and begun.workdir is not None and not begun.workdir.exists()
+
+    begin_pose(settings, uri, object_version(uri))  # as `bodyscript process` does before it loads Dagster
+    with pose_ahead(settings, uri, object_version(uri)):
+        assert len(head_start._begun) == 1, "nothing more begun"
+        assert step(settings, "cli", clip).head_start
+    assert len(head_start._begun) == 1, "left for `bodyscript process` to end"
 
 
 def test_a_head_start_of_other_inputs_is_left(bodyscript_home: Settings, demo_video: Path, tmp_path: Path) -> None:
