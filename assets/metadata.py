@@ -88,6 +88,7 @@ def frames(context: Context, pipeline: PipelineResource, result: FramesResult, s
         "height": probe.height,
         "rotation": probe.rotation,
         "variable_frame_rate": probe.variable_frame_rate,
+        "checked_by": "pose's decoding" if result.checked_by_pose else "probe",
         **({"warning": probe.decode_error} if probe.decode_error else {}),
         "preview": preview(index.slice(0, 10).to_pylist()),
     }

@@ -100,7 +100,7 @@ def make_frames(
             pipeline.settings.lake_uri, context.partition_key, pipeline.settings.limits, pinned_version(context)
         )
     lineage(context, pipeline.settings, FRAMES.key)
-    shown = metadata.frames(context, pipeline, frames, time.perf_counter() - started)
+    shown = metadata.frames(context, pipeline, frames, time.perf_counter() - started - frames.pose_wait_s)
     return frames, shown, frames_data_version(context, frames.source_version)
 
 

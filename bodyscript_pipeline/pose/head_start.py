@@ -24,18 +24,23 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bodyscript_pipeline.pose.ranges import FrameRange, RangeResult, VideoRanges
+    from bodyscript_pipeline.video.io import FrameIndex, Probe
 
 WAIT_S = 0.5  # between progress reports while the step waits for a head start's ranges
 
 
 @dataclass
 class HeadStart:
-    """One video's pose begun ahead: its identity once the video is probed, then its ranges' results."""
+    """One video's pose begun ahead: its (unchecked) probe and its identity once the video is probed, then its
+    ranges' results. ``source`` is the source object's URI and version."""
 
+    source: tuple[str, str]
+    probed: Future[tuple[Probe, FrameIndex]] = field(default_factory=Future)
     identity: Future[str] = field(default_factory=Future)
     results: Future[list[RangeResult]] = field(default_factory=Future)
     frames_done: int = 0
     frames: int = 0
+    ranges_began: float | None = None  # time.perf_counter() when its ranges were sent to the service
     workdir: Path | None = None  # where its ranges' files are written, removed by ``end``
     taken: bool = False
 
@@ -59,9 +64,9 @@ def identity(source: tuple[str, str], video: VideoRanges, ranges: list[FrameRang
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
-def begin(work: Callable[[HeadStart], None]) -> HeadStart:
-    """Runs ``work`` in a background thread; it sets the head start's identity, then its results."""
-    head_start = HeadStart()
+def begin(source: tuple[str, str], work: Callable[[HeadStart], None]) -> HeadStart:
+    """Runs ``work`` in a background thread; it sets the head start's probe and identity, then its results."""
+    head_start = HeadStart(source)
     with _lock:
         _begun.append(head_start)
 
@@ -69,7 +74,7 @@ def begin(work: Callable[[HeadStart], None]) -> HeadStart:
         try:
             work(head_start)
         except BaseException as exc:  # whatever went wrong, the step runs its own ranges
-            for future in (head_start.identity, head_start.results):
+            for future in (head_start.probed, head_start.identity, head_start.results):
                 if not future.done():
                     future.set_exception(exc)
 
@@ -100,6 +105,32 @@ def take(key: str, progress: Callable[[int, int], None]) -> list[RangeResult] | 
             except Exception:
                 return None
     return None
+
+
+def decoded_whole(source: tuple[str, str], most_frames: int) -> tuple[Probe, FrameIndex] | None:
+    """The probe and frame index of a head start of ``source`` whose ranges decoded every frame of its index,
+    waited for: what the checked probe gives a video that decodes whole (the same, checked or not), known without
+    decoding it once more. None where no head start has that source, its video has more than ``most_frames``
+    frames, or it failed. The head start stays there for its ``landmarks`` step to take."""
+    with _lock:
+        begun = [head_start for head_start in _begun if not head_start.taken and head_start.source == source]
+    for head_start in begun:
+        if head_start.probed.exception() is not None:
+            continue
+        probe, index = head_start.probed.result()
+        if len(index) > most_frames:
+            return None
+        if head_start.results.exception() is None:
+            return probe, index
+    return None
+
+
+def taken_ranges_began() -> float | None:
+    """When the ranges of this process's taken head start began (``time.perf_counter()``): a step that took them
+    counts its pose seconds from then, not from its own start."""
+    with _lock:
+        began = [h.ranges_began for h in _begun if h.taken and h.ranges_began is not None]
+    return min(began, default=None)
 
 
 def end() -> None:

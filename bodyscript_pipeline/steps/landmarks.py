@@ -94,7 +94,10 @@ def estimate_landmarks(
         run = estimate_in_ranges(
             video, probe, index, model.path, workers, workdir, out, progress, options, overlay, service, begun
         )
-        return _finish_landmarks(lake, out, run, time.perf_counter() - started, overlay)
+        # The pose seconds are the ranges' too where they began before the step (with a short clip, often all).
+        began = head_start.taken_ranges_began() if run.head_start else None
+        seconds = time.perf_counter() - min(started, began if began is not None else started)
+        return _finish_landmarks(lake, out, run, seconds, overlay)
 
 
 def _head_start_of(
@@ -121,18 +124,20 @@ def begin_pose(settings: Settings, uri: str, version: str) -> None:
         # Probed here, unchecked (packets and the first frame), while the service starts: its ranges can begin
         # the moment it is up (0.1-0.2 s sooner than a probe sent to it then).
         probe, index = probe_video(video, settings.limits, checked=False)
+        begun.probed.set_result((probe, index))
         model = ensure_model(settings)
         video_ranges = VideoRanges(video, probe, index, model.path, pose_options(settings), overlay_style(settings))
         ranges = plan_worker_ranges(len(index), settings.pose_workers)
         begun.frames = len(index)
         begun.identity.set_result(head_start.identity((uri, version), video_ranges, ranges))
         workdir = begun.workdir = Path(tempfile.mkdtemp(prefix="bodyscript-head-start-"))
+        begun.ranges_began = time.perf_counter()
         results = video_ranges.run(ranges, range_paths(workdir, ranges), begun.report, service)
         if object_version(uri) != version:
             raise BodyscriptError(f"{uri} changed while its pose was begun")
         begun.results.set_result(results)
 
-    head_start.begin(work)
+    head_start.begin((uri, version), work)
 
 
 @contextmanager

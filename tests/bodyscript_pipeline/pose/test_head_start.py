@@ -18,6 +18,7 @@ from bodyscript_pipeline.lake.sources import object_version, register_source
 from bodyscript_pipeline.pose import head_start
 from bodyscript_pipeline.pose.model import ensure_model
 from bodyscript_pipeline.settings import Settings
+from bodyscript_pipeline.steps import frames
 from bodyscript_pipeline.steps.frames import extract_frames
 from bodyscript_pipeline.steps.landmarks import (
     LandmarksResult,
@@ -74,6 +75,37 @@ def test_the_step_takes_its_head_start_and_gets_the_same_rows(
     assert taken.workdir is not None and taken.workdir.is_dir()
     head_start.end()  # what `bodyscript process` does before it exits
     assert not taken.workdir.exists() and not head_start._begun
+
+
+def test_a_short_clip_is_checked_by_its_head_starts_decoding(
+    bodyscript_home: Settings, demo_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``frames`` takes the probe of a head start whose ranges decoded every frame: the very probe and frame index
+    the checked probe gives, without decoding the clip once more. A video of more frames than
+    CHECKED_BY_POSE_FRAMES is probed as always, without waiting for the ranges."""
+    settings = bodyscript_home
+    clip = clip_of(demo_video, tmp_path / "clip.mp4", 40, size=(640, 360))
+    uri = f"file://{clip}"
+    register_source(settings.lake_uri, "plain", uri)
+    plain = extract_frames(settings.lake_uri, "plain")
+    register_source(settings.lake_uri, "early", uri)
+    begin_pose(settings, uri, object_version(uri))
+    early = extract_frames(settings.lake_uri, "early")
+
+    assert early.checked_by_pose and not plain.checked_by_pose
+    assert early.probe == plain.probe
+    frames_of = {key: pl.read_parquet(VideoLake(settings.lake_uri, key).frame_index.removeprefix("file://"))
+                 for key in ("plain", "early")}  # fmt: skip
+    assert frames_of["early"].equals(frames_of["plain"]) and frames_of["early"].height == 40
+    assert head_start.any_begun(), "left for the landmarks step"
+
+    head_start._begun.clear()
+    monkeypatch.setattr(frames, "CHECKED_BY_POSE_FRAMES", 39)
+    begin_pose(settings, uri, object_version(uri))
+    (longer,) = head_start._begun
+    register_source(settings.lake_uri, "longer", uri)
+    assert not extract_frames(settings.lake_uri, "longer").checked_by_pose
+    longer.results.exception()  # its ranges end before the next test
 
 
 def test_a_run_step_begins_pose_ahead_and_cleans_up(
