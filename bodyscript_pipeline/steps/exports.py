@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TextIO
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from bodyscript_pipeline import storage
 from bodyscript_pipeline.errors import BodyscriptError
@@ -45,34 +46,60 @@ def _require(uri: str, what: str) -> str:
     return uri
 
 
-def _person_rows(uri: str, person: int, what: str, columns: list[str] | None = None) -> pa.Table:
-    """One person's rows of a table (only ``columns``, if given), read with a filter so other people's rows
-    are skipped."""
-    with storage.local_copy(_require(uri, what)) as local:
-        table = pq.read_table(local, columns=columns, filters=[("person", "=", person)])
-    if not table.num_rows:
-        raise BodyscriptError(f"person {person} has no {what} in this video")
-    return table
+class ExportSources:
+    """What the exports of one video read, each table read once, when first needed: the cleaned world landmarks
+    and the angles of every person, each frame's time, the frame rate. (Read per person instead, a 60 s clip with
+    24 people took 48 reads of whole tables.)"""
+
+    def __init__(self, lake_uri: str, partition: str) -> None:
+        self.partition = partition
+        self.lake = VideoLake(lake_uri, partition)
+
+    @cached_property
+    def landmarks(self) -> pa.Table:
+        """frame_index, person and the world columns of landmarks_clean."""
+        uri = _require(self.lake.table_part("landmarks_clean"), "cleaned landmarks")
+        return read_table(uri, columns=["frame_index", "person", *WORLD_COLUMNS])
+
+    @cached_property
+    def metrics(self) -> pa.Table:
+        return read_table(_require(self.lake.table_part("frame_metrics"), "metrics"))
+
+    @cached_property
+    def frame_times_ms(self) -> np.ndarray:
+        return read_table(self.lake.frame_index, columns=["timestamp_ms"])["timestamp_ms"].to_numpy()
+
+    @cached_property
+    def fps(self) -> float:
+        return load_probe(self.lake).fps
+
+    def rows_of(self, table: pa.Table, person: int, what: str) -> pa.Table:
+        """One person's rows of ``table``, in its order."""
+        rows = table.filter(pc.equal(table["person"], person))
+        if not rows.num_rows:
+            raise BodyscriptError(f"person {person} has no {what} in this video")
+        return rows
 
 
 def write_person_trc(lake_uri: str, partition: str, person: int, out: TextIO) -> int:
     """One person's cleaned world landmarks as an OpenSim ``.trc``; returns the rows written."""
-    lake = VideoLake(lake_uri, partition)
-    columns = ["frame_index", *WORLD_COLUMNS]
-    table = _person_rows(lake.table_part("landmarks_clean"), person, "cleaned landmarks", columns)
+    return _write_trc(ExportSources(lake_uri, partition), person, out)
+
+
+def _write_trc(sources: ExportSources, person: int, out: TextIO) -> int:
+    table = sources.rows_of(sources.landmarks, person, "cleaned landmarks")
     frame = table["frame_index"].to_numpy()[::NUM_LANDMARKS].astype(np.int64)
     world = np.stack([table[c].to_numpy(zero_copy_only=False) for c in WORLD_COLUMNS], -1)
     world = world.reshape(-1, NUM_LANDMARKS, 3).astype(np.float64) * np.array([1.0, -1.0, -1.0])
     first, last = int(frame[0]), int(frame[-1])
     xyz = np.full((last - first + 1, NUM_LANDMARKS, 3), np.nan)
     xyz[frame - first] = world
-    frame_times = read_table(lake.frame_index, columns=["timestamp_ms"])["timestamp_ms"].to_numpy()[first : last + 1]
     return write_trc(
         out,
-        f"{partition}_person-{person}.trc",
-        load_probe(lake).fps,
+        f"{sources.partition}_person-{person}.trc",
+        sources.fps,
         np.arange(first, last + 1) + 1,  # OpenSim frame numbers start at 1
-        frame_times / 1000.0,
+        sources.frame_times_ms[first : last + 1] / 1000.0,
         LANDMARK_NAMES,
         xyz,
         units="m",
@@ -81,8 +108,11 @@ def write_person_trc(lake_uri: str, partition: str, person: int, out: TextIO) ->
 
 def write_person_mot(lake_uri: str, partition: str, person: int, out: TextIO) -> int:
     """One person's joint angles as an OpenSim ``.mot`` (degrees); returns the rows written."""
-    lake = VideoLake(lake_uri, partition)
-    table = _person_rows(lake.table_part("frame_metrics"), person, "metrics")
+    return _write_mot(ExportSources(lake_uri, partition), person, out)
+
+
+def _write_mot(sources: ExportSources, person: int, out: TextIO) -> int:
+    table = sources.rows_of(sources.metrics, person, "metrics")
     times = table["timestamp_ms"].to_numpy() / 1000.0
     columns = {
         name: table[angle_column(name)].to_numpy(zero_copy_only=False).astype(np.float64) for name in JOINT_NAMES
@@ -90,10 +120,9 @@ def write_person_mot(lake_uri: str, partition: str, person: int, out: TextIO) ->
     return write_mot(out, times, columns, in_degrees=True)
 
 
-def angle_plots(lake_uri: str, partition: str) -> dict[str, bytes]:
-    """A PNG per joint (knee, hip, ...): each plotted person's left and right angle over time."""
-    lake = VideoLake(lake_uri, partition)
-    table = read_table(_require(lake.table_part("frame_metrics"), "metrics"))
+def angle_plots(table: pa.Table) -> dict[str, bytes]:
+    """A PNG per joint (knee, hip, ...) of a video's ``frame_metrics``: each plotted person's left and right angle
+    over time."""
     person = table["person"].to_numpy()
     counts = {int(p): int((person == p).sum()) for p in np.unique(person)}
     plotted = sorted(counts, key=lambda p: (-counts[p], p))[:PLOTTED_PEOPLE]
@@ -152,21 +181,18 @@ def write_exports(lake_uri: str, partition: str) -> ExportsResult:
     people = [
         int(r["person"]) for r in quality if r["person"] is not None and r["detected_frames"] >= MIN_EXPORT_FRAMES
     ]
-    metric_people = set(read_table(lake.table_part("frame_metrics"), columns=["person"])["person"].to_pylist())
+    sources = ExportSources(lake_uri, partition)
+    metric_people = set(sources.metrics["person"].to_pylist())
     files = []
     for person in people:
-        files.append(
-            _write_text(lake.export_file(f"person-{person}.trc"), write_person_trc, lake_uri, partition, person)
-        )
+        files.append(_write_text(lake.export_file(f"person-{person}.trc"), _write_trc, sources, person))
         if person in metric_people:
-            files.append(
-                _write_text(lake.export_file(f"person-{person}.mot"), write_person_mot, lake_uri, partition, person)
-            )
+            files.append(_write_text(lake.export_file(f"person-{person}.mot"), _write_mot, sources, person))
     csv_uri = lake.export_file("landmarks.csv")
     with storage.staged_output(csv_uri) as local, local.open("w", encoding="utf-8", newline="") as out:
         write_long_csv(lake_uri, partition, out)
     files.append(csv_uri)
-    plots = angle_plots(lake_uri, partition)
+    plots = angle_plots(sources.metrics)
     for kind, png in plots.items():
         uri = lake.export_file(f"angles-{kind}.png")
         storage.write_bytes(uri, png)
@@ -175,8 +201,8 @@ def write_exports(lake_uri: str, partition: str) -> ExportsResult:
 
 
 def _write_text(
-    uri: str, writer: Callable[[str, str, int, TextIO], int], lake_uri: str, partition: str, person: int
+    uri: str, writer: Callable[[ExportSources, int, TextIO], int], sources: ExportSources, person: int
 ) -> str:
     with storage.staged_output(uri) as local, local.open("w", encoding="utf-8", newline="") as out:
-        writer(lake_uri, partition, person, out)  # streamed to a file: a long video's .trc is tens of MB
+        writer(sources, person, out)  # streamed to a file: a long video's .trc is tens of MB
     return uri
