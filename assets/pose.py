@@ -97,7 +97,12 @@ def make_frames(
     started = time.perf_counter()
     with user_errors(FRAMES.key.to_user_string()):
         frames = extract_frames(
-            pipeline.settings.lake_uri, context.partition_key, pipeline.settings.limits, pinned_version(context)
+            pipeline.settings.lake_uri,
+            context.partition_key,
+            pipeline.settings.limits,
+            pinned_version(context),
+            # A short clip's pose, begun ahead, is waited for here: its progress is shown as the landmarks' own.
+            progress_logger(context, LANDMARKS.key.to_user_string()),
         )
     lineage(context, pipeline.settings, FRAMES.key)
     shown = metadata.frames(context, pipeline, frames, time.perf_counter() - started - frames.pose_wait_s)

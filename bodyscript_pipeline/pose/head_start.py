@@ -97,21 +97,29 @@ def take(key: str, progress: Callable[[int, int], None]) -> list[RangeResult] | 
         if head_start.identity.exception() is not None or head_start.identity.result() != key:
             continue
         head_start.taken = True
-        while True:
-            try:
-                return head_start.results.result(timeout=WAIT_S)
-            except TimeoutError:
-                progress(min(head_start.frames_done, head_start.frames), head_start.frames)
-            except Exception:
-                return None
+        return _results(head_start, progress)
     return None
 
 
-def decoded_whole(source: tuple[str, str], most_frames: int) -> tuple[Probe, FrameIndex] | None:
+def _results(head_start: HeadStart, progress: Callable[[int, int], None]) -> list[RangeResult] | None:
+    """A head start's results, waited for (reporting its progress); None where it failed."""
+    while True:
+        try:
+            return head_start.results.result(timeout=WAIT_S)
+        except TimeoutError:
+            progress(min(head_start.frames_done, head_start.frames), head_start.frames)
+        except Exception:
+            return None
+
+
+def decoded_whole(
+    source: tuple[str, str], most_frames: int, progress: Callable[[int, int], None]
+) -> tuple[Probe, FrameIndex] | None:
     """The probe and frame index of a head start of ``source`` whose ranges decoded every frame of its index,
-    waited for: what the checked probe gives a video that decodes whole (the same, checked or not), known without
-    decoding it once more. None where no head start has that source, its video has more than ``most_frames``
-    frames, or it failed. The head start stays there for its ``landmarks`` step to take."""
+    waited for (reporting its progress): what the checked probe gives a video that decodes whole (the same,
+    checked or not), known without decoding it once more. None where no head start has that source, its video has
+    more than ``most_frames`` frames, or it failed. The head start stays there for its ``landmarks`` step to
+    take."""
     with _lock:
         begun = [head_start for head_start in _begun if not head_start.taken and head_start.source == source]
     for head_start in begun:
@@ -120,7 +128,7 @@ def decoded_whole(source: tuple[str, str], most_frames: int) -> tuple[Probe, Fra
         probe, index = head_start.probed.result()
         if len(index) > most_frames:
             return None
-        if head_start.results.exception() is None:
+        if _results(head_start, progress) is not None:
             return probe, index
     return None
 

@@ -21,6 +21,7 @@ from bodyscript_pipeline.lake.paths import LINEAGE, TABLES, VideoLake
 from bodyscript_pipeline.lake.schemas import FRAMES
 from bodyscript_pipeline.lake.sources import SourceRecord, load_source
 from bodyscript_pipeline.pose import head_start
+from bodyscript_pipeline.steps.progress import Progress, no_progress
 from bodyscript_pipeline.video.io import FrameIndex, Probe, probe_video
 from bodyscript_pipeline.video.limits import Limits, check_size
 
@@ -61,10 +62,15 @@ class FramesResult:
 
 
 def extract_frames(
-    lake_uri: str, partition: str, limits: Limits | None = None, version: str | None = None
+    lake_uri: str,
+    partition: str,
+    limits: Limits | None = None,
+    version: str | None = None,
+    pose_progress: Progress = no_progress,
 ) -> FramesResult:
     """Check and probe the source, copy it into the lake, and write the frame index every later step reads by.
-    The source object itself is only ever read, and only as ``version`` (default: the registered one)."""
+    The source object itself is only ever read, and only as ``version`` (default: the registered one). While it
+    waits for pose begun ahead (``CHECKED_BY_POSE_FRAMES``), that pose's progress goes to ``pose_progress``."""
     limits = limits or Limits()
     lake = VideoLake(lake_uri, partition)
     source = load_source(lake_uri, partition)
@@ -82,7 +88,7 @@ def extract_frames(
         drop_other_versions(lake, version)  # the pinned version is the current one: the older one's outputs go
         check_size(name, local.stat().st_size, limits)
         waited = time.perf_counter()
-        decoded = head_start.decoded_whole((source.uri, version), CHECKED_BY_POSE_FRAMES)
+        decoded = head_start.decoded_whole((source.uri, version), CHECKED_BY_POSE_FRAMES, pose_progress)
         waited = time.perf_counter() - waited if decoded else 0.0
         probe, index = decoded or probe_video(local, limits)
         storage.put_file(local, video_uri)

@@ -37,12 +37,14 @@ def service_workers(home: Path) -> list[int]:
     return children_of(set(server_pids("bodyscript_pipeline.pose.service", str(home))))
 
 
-@pytest.mark.parametrize("where", ["spawned", "service"])
+@pytest.mark.parametrize("where", ["spawned", "service", "head start"])
 def test_killed_pose_worker_is_retried_with_exact_coverage(
     bodyscript_home: Settings, demo_video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
     """``kill -9`` of one of a video's two pose range processes, freshly spawned or forked by the warm pose
-    service: the step fails, its RetryPolicy runs it again, and every frame is there exactly once."""
+    service: the step fails, its RetryPolicy runs it again, and every frame is there exactly once. Killed while
+    they run ahead of the step (a head start, begun as ``frames`` starts), the step runs its own ranges instead,
+    without a retry."""
     from bodyscript_pipeline.pose import ranges as pose_ranges
 
     monkeypatch.setattr(pose_ranges, "MIN_RANGE_FRAMES", 60)  # 230 frames -> two workers
@@ -62,21 +64,30 @@ def test_killed_pose_worker_is_retried_with_exact_coverage(
             time.sleep(0.2)
 
     killer = threading.Thread(target=kill_one_worker, daemon=True)
-    killer.start()
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(videos_partitions.name, ["faulty"])
         register_source(settings.lake_uri, "faulty", f"file://{clip}")
+        assets = process_video_assets(settings)
+        resources = {"pipeline": PipelineResource.from_settings(settings)}
+        if where != "head start":  # frames on its own first: the pose step then runs its own ranges, none ahead
+            frames = dg.materialize(assets, instance=instance, partition_key="faulty", resources=resources,
+                                    selection=["frames"])  # fmt: skip
+            assert frames.success
+        killer.start()
         result = dg.materialize(
-            process_video_assets(settings),
+            assets,
             instance=instance,
             partition_key="faulty",
-            resources={"pipeline": PipelineResource.from_settings(settings)},
+            resources=resources,
+            selection=None if where == "head start" else dg.AssetSelection.all() - dg.AssetSelection.assets("frames"),
         )
         killer.join(timeout=5)
         assert killed, "a pose worker was killed"
         assert result.success
-        retried = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
-        assert [e.step_key for e in retried] == ["pose"]
+        retried = [e.step_key for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+        (pose,) = [e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("landmarks")]
+        assert pose.materialization.metadata["pose_head_start"].value is False
+        assert retried == ([] if where == "head start" else ["pose"])
     landmarks = pl.read_parquet(VideoLake(settings.lake_uri, "faulty").table_part("landmarks").removeprefix("file://"))
     assert sorted(landmarks["frame_index"].unique().to_list()) == list(range(230))
     per_frame = landmarks.group_by("frame_index").len()
