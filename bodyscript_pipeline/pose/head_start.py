@@ -7,7 +7,8 @@ later in that same process, takes their results when they were made from exactly
 version, probe, frame index, model, options, overlay style and ranges: ``identity``). A run the daemon launches
 begins them as its ``pose`` step starts, while ``frames`` checks and copies the source. Anything else (another
 identity, a failure, no head start at all) and the step runs its own ranges as always, so a head start can only
-save time, never change an output.
+save time, never change an output. A short clip's ``frames`` takes the head start's probe once its ranges decoded
+every frame (``decoded_whole``): the probe it would have checked itself, without decoding the clip again.
 """
 
 from __future__ import annotations
