@@ -269,12 +269,12 @@ def main() -> None:
             lp = median(row for _, row in long_pairs)
             # The ratio is each pair's own (its two runs a minute apart), their median shown: the speed drifts less
             # within a pair than across the whole row.
-            ratios = sorted(p["wall"] / b["wall"] for b, p in long_pairs)
-            each = ", ".join(f"x{p['wall'] / b['wall']:.2f}" for b, p in long_pairs)
+            pair_ratios = [p["wall"] / b["wall"] for b, p in long_pairs]
+            each = ", ".join(f"x{r:.2f}" for r in pair_ratios)
             print(f"-- a {args.long:g} s clip ({frames} frames; {len(long_pairs)} times each, in turn; the medians)")
             print(f"   bare process    {lb['wall']:6.1f} s  (loop alone {lb['loop']:.1f} s)  "
                   f"peak RSS {lb['rss']:4.0f} MB  all: {walls(row for row, _ in long_pairs)}")  # fmt: skip
-            ratio = ratios[(len(ratios) - 1) // 2]
+            ratio = sorted(pair_ratios)[(len(pair_ratios) - 1) // 2]
             print(f"   process         {lp['wall']:6.1f} s  x{ratio:.2f} of bare (each pair's: {each})  "
                   f"peak RSS {lp['rss']:4.0f} MB  all: {walls(row for _, row in long_pairs)}")  # fmt: skip
         if "drop" not in args.skip or "burst" not in args.skip:

@@ -73,12 +73,13 @@ class ExportSources:
     def fps(self) -> float:
         return load_probe(self.lake).fps
 
-    def rows_of(self, table: pa.Table, person: int, what: str) -> pa.Table:
-        """One person's rows of ``table``, in its order."""
-        rows = table.filter(pc.equal(table["person"], person))
-        if not rows.num_rows:
-            raise BodyscriptError(f"person {person} has no {what} in this video")
-        return rows
+
+def _person_rows(table: pa.Table, person: int, what: str) -> pa.Table:
+    """One person's rows of ``table``, in its order."""
+    rows = table.filter(pc.equal(table["person"], person))
+    if not rows.num_rows:
+        raise BodyscriptError(f"person {person} has no {what} in this video")
+    return rows
 
 
 def write_person_trc(lake_uri: str, partition: str, person: int, out: TextIO) -> int:
@@ -87,7 +88,7 @@ def write_person_trc(lake_uri: str, partition: str, person: int, out: TextIO) ->
 
 
 def _write_trc(sources: ExportSources, person: int, out: TextIO) -> int:
-    table = sources.rows_of(sources.landmarks, person, "cleaned landmarks")
+    table = _person_rows(sources.landmarks, person, "cleaned landmarks")
     frame = table["frame_index"].to_numpy()[::NUM_LANDMARKS].astype(np.int64)
     world = np.stack([table[c].to_numpy(zero_copy_only=False) for c in WORLD_COLUMNS], -1)
     world = world.reshape(-1, NUM_LANDMARKS, 3).astype(np.float64) * np.array([1.0, -1.0, -1.0])
@@ -112,7 +113,7 @@ def write_person_mot(lake_uri: str, partition: str, person: int, out: TextIO) ->
 
 
 def _write_mot(sources: ExportSources, person: int, out: TextIO) -> int:
-    table = sources.rows_of(sources.metrics, person, "metrics")
+    table = _person_rows(sources.metrics, person, "metrics")
     times = table["timestamp_ms"].to_numpy() / 1000.0
     columns = {
         name: table[angle_column(name)].to_numpy(zero_copy_only=False).astype(np.float64) for name in JOINT_NAMES

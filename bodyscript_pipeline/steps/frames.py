@@ -33,7 +33,8 @@ OUTPUT_TABLES = (*TABLES, "overlays", "exports", LINEAGE)  # lineage describes t
 # A video of at most this many frames whose pose was begun ahead (pose/head_start.py) is checked by that pose's own
 # decoding: the checked probe decodes the first and last groups of pictures, for a short clip nearly all of it,
 # which pose then decodes again (0.3-0.5 CPU-s of a 100-frame 1080p clip's 2-3). Its ranges end within a few
-# seconds; a longer video's would keep ``frames`` waiting without progress, so it is probed as always.
+# seconds; for a longer video, whose probe costs little beside its pose, ``frames`` (and the frame index) would
+# wait the whole pose, so it is probed as always.
 CHECKED_BY_POSE_FRAMES = 300
 
 
@@ -87,9 +88,9 @@ def extract_frames(
             raise VideoError(f"{name}: the source object no longer exists ({source.uri})") from None
         drop_other_versions(lake, version)  # the pinned version is the current one: the older one's outputs go
         check_size(name, local.stat().st_size, limits)
-        waited = time.perf_counter()
+        wait_started = time.perf_counter()
         decoded = head_start.decoded_whole((source.uri, version), CHECKED_BY_POSE_FRAMES, pose_progress)
-        waited = time.perf_counter() - waited if decoded else 0.0
+        pose_wait_s = time.perf_counter() - wait_started if decoded else 0.0
         probe, index = decoded or probe_video(local, limits)
         storage.put_file(local, video_uri)
     timestamps = [probe.timestamp_ms(p) for p in index.pts]
@@ -107,7 +108,7 @@ def extract_frames(
     }
     write_table("frames", lake.frame_index, frames, meta)
     storage.write_bytes(lake.probe, probe.to_json().encode())
-    return FramesResult(probe, source.uri, version, lake.frame_index, video_uri, decoded is not None, waited)
+    return FramesResult(probe, source.uri, version, lake.frame_index, video_uri, decoded is not None, pose_wait_s)
 
 
 def drop_other_versions(lake: VideoLake, version: str) -> None:

@@ -96,8 +96,8 @@ def estimate_landmarks(
         )
         # The pose seconds are the ranges' too where they began before the step (with a short clip, often all).
         began = head_start.taken_ranges_began() if run.head_start else None
-        seconds = time.perf_counter() - min(started, began if began is not None else started)
-        return _finish_landmarks(lake, out, run, seconds, overlay)
+        first = started if began is None else min(started, began)
+        return _finish_landmarks(lake, out, run, time.perf_counter() - first, overlay)
 
 
 def _head_start_of(
@@ -143,7 +143,7 @@ def begin_pose(settings: Settings, uri: str, version: str) -> None:
 @contextmanager
 def pose_ahead(settings: Settings, uri: str, version: str) -> Iterator[None]:
     """``begin_pose`` for the duration of a run's ``pose`` step, which checks and copies the source before its
-    landmarks (0.5-0.7 s for a short clip): the ranges run in the service meanwhile, and their files are removed
+    landmarks (0.4-0.7 s of the real clip): the ranges run in the service meanwhile, and their files are removed
     when the step ends, taken or not. Nothing more is begun where this process began pose already (``bodyscript
     process`` runs the step in its own process)."""
     if head_start.any_begun():

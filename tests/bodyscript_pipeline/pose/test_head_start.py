@@ -82,7 +82,7 @@ def test_a_short_clip_is_checked_by_its_head_starts_decoding(
 ) -> None:
     """``frames`` takes the probe of a head start whose ranges decoded every frame: the very probe and frame index
     the checked probe gives, without decoding the clip once more. A video of more frames than
-    CHECKED_BY_POSE_FRAMES is probed as always, without waiting for the ranges."""
+    CHECKED_BY_POSE_FRAMES is probed as always."""
     settings = bodyscript_home
     clip = clip_of(demo_video, tmp_path / "clip.mp4", 40, size=(640, 360))
     uri = f"file://{clip}"
