@@ -25,11 +25,11 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from av.video.reformatter import VideoReformatter
 
 from bodyscript_pipeline.overlay.drawing import Yuv420p, draw_skeletons_yuv420p
 from bodyscript_pipeline.overlay.face_blur import blur_faces_yuv420p
-from bodyscript_pipeline.overlay.size import MAX_RESOLUTION, overlay_size
+from bodyscript_pipeline.overlay.scaling import OverlayScaler, frame_planes
+from bodyscript_pipeline.overlay.size import MAX_RESOLUTION, overlay_size, whole_factor
 from bodyscript_pipeline.video.io import H264Writer, Probe
 
 BACKGROUND_FRAMES = 8  # decoded frames waiting for a background encoder at most: memory stays bounded
@@ -69,8 +69,8 @@ def rotate_yuv420p(planes: np.ndarray, rotation: int) -> np.ndarray:
 
 
 class OverlayEncoder:
-    """Draws skeletons on decoded frames (any pixel format and orientation) and encodes them: scaled to the
-    overlay size and converted to yuv420p in one step, rotated upright, drawn on, encoded with the source's
+    """Draws skeletons on decoded frames (any pixel format and orientation) and encodes them: brought to the
+    overlay size as yuv420p (:class:`OverlayScaler`), rotated upright, drawn on, encoded with the source's
     timestamps. ``threads`` is the scaler's and the encoder's (0: automatic; 1 where processes already fill the
     cores).
 
@@ -90,14 +90,14 @@ class OverlayEncoder:
         self.width, self.height = overlay_size(probe.width, probe.height, style.max_resolution)
         self._rotation = probe.rotation
         swapped = probe.rotation in (90, 270)
-        self._coded_size = (self.height, self.width) if swapped else (self.width, self.height)
+        coded_size = (self.height, self.width) if swapped else (self.width, self.height)
         self._start_pts = probe.start_pts if first_pts is None else first_pts
         self._min_visibility = style.min_visibility
         self._label_people = style.label_people
         self._blur_faces = style.blur_faces
         self._writer = H264Writer(path, self.width, self.height, probe.time_base, probe.fps, threads=threads)
-        self._reformatter = VideoReformatter()
-        self._threads = threads or None  # swscale's too (None: its own choice)
+        factor = whole_factor(probe.width, probe.height, style.max_resolution)
+        self._scaler = OverlayScaler(coded_size, factor, threads or None)  # swscale's threads too (None: its own)
         # With ``background``, frames are drawn and encoded by a thread of their own, beside whatever the
         # caller does next (pose inference of the next frame): OpenCV and x264 work without the GIL.
         self._queue: queue.Queue[tuple[av.VideoFrame, int, np.ndarray, np.ndarray] | None] | None = None
@@ -127,7 +127,7 @@ class OverlayEncoder:
                     self._failure = exc
 
     def _draw(self, frame: av.VideoFrame, pts: int, people: np.ndarray, ids: np.ndarray) -> None:
-        scaled = self._scaled(frame)
+        scaled = self._scaler(frame)
         if scaled is frame or self._rotation:
             # Copied: the decoder's own frame stays as it is, and a rotation makes new planes anyway.
             planes = rotate_yuv420p(scaled.to_ndarray(), self._rotation)
@@ -144,17 +144,6 @@ class OverlayEncoder:
             blur_faces_yuv420p(planes, people, self._min_visibility)
         draw_skeletons_yuv420p(planes, people, self._min_visibility, ids if self._label_people else None)
 
-    def _scaled(self, frame: av.VideoFrame) -> av.VideoFrame:
-        """The frame as yuv420p at the coded overlay size: ``frame`` itself where it is that already."""
-        width, height = self._coded_size
-        if frame.format.name == "yuv420p" and (frame.width, frame.height) == (width, height):
-            return frame
-        # One swscale context for every frame (frame.reformat sets one up per frame), its bilinear filter
-        # widened as the frame shrinks, so fine detail does not alias.
-        return self._reformatter.reformat(
-            frame, width=width, height=height, format="yuv420p", interpolation="BILINEAR", threads=self._threads
-        )
-
     def close(self) -> None:
         if self._queue is not None:
             self._queue.put(None)
@@ -169,15 +158,6 @@ class OverlayEncoder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def frame_planes(frame: av.VideoFrame) -> Yuv420p:
-    """Writable views of a yuv420p frame's planes (each row's padding left out)."""
-    luma, u, v = (
-        np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
-        for plane in frame.planes
-    )
-    return Yuv420p(luma, u, v)
 
 
 @contextmanager

@@ -145,7 +145,7 @@ def test_overlay_plays_in_a_browser(demo_run: DemoRun) -> None:
     overlay = demo_run.path(demo_run.lake.overlay)
     codec, pix_fmt, width, height, times = decoded_video(overlay)
     assert (codec, pix_fmt) == ("h264", "yuv420p")
-    assert (width, height) == (960, 540), "short side capped at BODYSCRIPT_OVERLAY_MAX_RESOLUTION=540"
+    assert (width, height) == (884, 496), "1768 x 994 halved: short side at most BODYSCRIPT_OVERLAY_MAX_RESOLUTION=540"
     assert len(times) == DEMO_FRAMES == meta["frames"]
     index = pl.read_parquet(demo_run.path(demo_run.lake.frame_index))
     assert times == index["timestamp_ms"].to_list(), "same timing as the source"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -33,7 +34,8 @@ NO_IDS = np.empty(0, np.uint16)
 @pytest.mark.parametrize(
     ("size", "limit", "expected"),
     [((1768, 994), 720, (1280, 720)), ((1080, 1920), 720, (720, 1280)), ((640, 480), 720, (640, 480)),
-     ((1768, 994), 0, (1768, 994)), ((33, 21), 720, (32, 20)), ((3840, 2160), 1080, (1920, 1080))],
+     ((1768, 994), 0, (1768, 994)), ((33, 21), 720, (32, 20)), ((3840, 2160), 1080, (1920, 1080)),
+     ((1768, 994), 540, (884, 496)), ((1280, 720), 540, (960, 540)), ((2560, 1440), 540, (852, 480))],
 )  # fmt: skip
 def test_overlay_size_caps_the_short_side(size: tuple[int, int], limit: int, expected: tuple[int, int]) -> None:
     assert overlay_size(*size, limit) == expected
@@ -142,15 +144,33 @@ def test_background_encoder_writes_the_same_video(tmp_path: Path) -> None:
             failing.close()
 
 
-def test_scaled_frames_are_drawn_in_place_as_on_a_copy(tmp_path: Path) -> None:
+def halved(frame: av.VideoFrame) -> np.ndarray:
+    """yuv420p planes of half the frame's size, each pixel the rounded mean of a 2 x 2 block."""
+    planes = frame.to_ndarray()
+    height = frame.height
+    luma, chroma = planes[:height].astype(np.int64), planes[height:].reshape(2, height // 2, -1).astype(np.int64)
+    means = [(p.reshape(p.shape[0] // 2, 2, -1, 2).sum(axis=(1, 3)) + 2) // 4 for p in [luma, chroma[0], chroma[1]]]
+    return np.concatenate([m.ravel() for m in means]).astype(np.uint8).reshape(-1, frame.width // 2)
+
+
+@pytest.mark.parametrize(
+    ("limit", "size", "scaled"),
+    [(48, (84, 48), lambda frame: frame.reformat(84, 48, "yuv420p", interpolation="BILINEAR").to_ndarray()),
+     (56, (100, 56), halved)],
+    ids=["resampled", "halved"],
+)  # fmt: skip
+def test_scaled_frames_are_drawn_in_place_as_on_a_copy(
+    tmp_path: Path, limit: int, size: tuple[int, int], scaled: Callable[[av.VideoFrame], np.ndarray]
+) -> None:
     """A frame the scaler made is the encoder's own: blurred and drawn on in place and encoded as it is, the file
     is byte for byte the one made from a copy of its planes (the source's picture types, keyframes every 4 frames
-    here, do not reach the encoder). A frame used at its own size is copied first, so the decoder's frame stays
-    as it decoded."""
+    here, do not reach the encoder), whether swscale resampled it or a whole factor averaged it. A frame used at
+    its own size is copied first, so the decoder's frame stays as it decoded."""
     source = pattern_video(tmp_path / "source.mp4", 200, 112, count=12, keyframe_every=4)
     probe, index = probe_video(source)
     assert sum(index.keyframe) == 3
-    style = OverlayStyle(max_resolution=56)  # 100 x 56, rows padded in memory (112 and 64 bytes): every frame scaled
+    style = OverlayStyle(max_resolution=limit)  # rows padded in memory (84 or 100 of 96 or 128 bytes)
+    assert overlay_size(probe.width, probe.height, limit) == size
     people = np.full((1, NUM_LANDMARKS, 3), 0.5, np.float32)
     ids = np.zeros(1, np.uint16)
     drawn = tmp_path / "drawn.mp4"
@@ -158,9 +178,9 @@ def test_scaled_frames_are_drawn_in_place_as_on_a_copy(tmp_path: Path) -> None:
         for _, pts, frame in iter_decoded(source, index, 0, len(index)):
             encoder.add(frame, pts, people, ids)
     copied = tmp_path / "copied.mp4"
-    with H264Writer(copied, 100, 56, probe.time_base, probe.fps, threads=1) as writer:
+    with H264Writer(copied, *size, probe.time_base, probe.fps, threads=1) as writer:
         for _, pts, frame in iter_decoded(source, index, 0, len(index)):
-            planes = frame.reformat(100, 56, "yuv420p", interpolation="BILINEAR").to_ndarray()
+            planes = scaled(frame)
             blur_faces_yuv420p(Yuv420p.of(planes), people, style.min_visibility)
             draw_skeletons_yuv420p(Yuv420p.of(planes), people, style.min_visibility)
             writer.write_yuv420p(planes, pts - probe.start_pts)
