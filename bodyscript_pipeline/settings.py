@@ -420,7 +420,8 @@ SETTINGS: tuple[Setting, ...] = (
         "BODYSCRIPT_OVERLAY_MAX_RESOLUTION",
         "overlay_max_resolution",
         "run",
-        "the overlay video's short side at most, in pixels (540p); `0` keeps the source's size",
+        "the overlay video's short side at most, in pixels (540p; a source a whole factor brings within 15 % of it "
+        "is divided by that factor); `0` keeps the source's size",
         MAX_RESOLUTION,
         "integer",
         0,
